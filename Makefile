@@ -1,0 +1,56 @@
+# Threadline — every target bootstraps what it needs (a .venv, Debian chromium, node modules).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export THREADLINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: serve test lint typecheck bench demo system-deps js-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[server,test,integrations]'
+	touch $(STAMP)
+
+## serve: run Threadline on 127.0.0.1:6006 (UI, API, OTLP/HTTP), 4318 (OTLP/HTTP), 4317 (OTLP/gRPC)
+serve: $(STAMP)
+	$(BIN)/threadline serve
+
+## demo: fill the `demo` project of a running server with generated conversations
+demo: $(STAMP)
+	$(BIN)/threadline demo
+
+## system-deps: Debian packages the tests need (chromium for the browser tests)
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium (browser tests)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "installing Debian nodejs and npm (JavaScript SDK test)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+
+## js-deps: npm packages of the JavaScript interoperability test (versions pinned in tests/js)
+js-deps: system-deps
+	@if [ -f tests/js/package.json ]; then \
+	  cd tests/js && { [ -d node_modules ] && [ node_modules/.stamp -nt package.json ] || \
+	    { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error; } && touch node_modules/.stamp; }; fi
+
+## lint: ruff, mypy and the import rules
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: every test, on SQLite and PostgreSQL, plus lint
+test: $(STAMP) system-deps js-deps lint
+	$(BIN)/pytest -q
+
+## bench: ingest and query benchmarks (prints figures and ratios)
+bench: $(STAMP)
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.query
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

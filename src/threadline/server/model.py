@@ -1,0 +1,222 @@
+"""The nouns of Threadline as frozen dataclasses: what the query layer returns and the API shows.
+
+No I/O happens here. Times are timezone-aware UTC ``datetime`` values; the web layer renders
+them as RFC 3339 strings. Token counts and costs are summed over LLM spans only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+TargetKind = Literal["span", "trace", "session", "user"]
+AnnotatorKind = Literal["HUMAN", "LLM", "CODE"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("span", "trace", "session", "user")
+ANNOTATOR_KINDS: tuple[AnnotatorKind, ...] = ("HUMAN", "LLM", "CODE")
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Prompt, completion and total token counts."""
+
+    prompt: int = 0
+    completion: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Latency percentiles in milliseconds (``None`` when there is nothing to measure)."""
+
+    p50: float | None = None
+    p99: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationSummary:
+    """Aggregate of the annotations of one name on one target (or a set of targets)."""
+
+    count: int
+    mean_score: float | None
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCall:
+    """One LLM span inside a turn."""
+
+    span_id: str
+    model: str | None
+    tokens: Tokens
+    latency_ms: float
+    cost_usd: float = 0.0
+    status: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One TOOL span inside a turn."""
+
+    span_id: str
+    name: str
+    arguments: str | None
+    result: str | None
+    status: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One trace of a session: a user message and the assistant's answer."""
+
+    trace_id: str
+    index: int
+    start_time: datetime
+    end_time: datetime
+    latency_ms: float
+    user_id: str | None
+    input: str | None
+    output: str | None
+    status: Literal["ok", "error"]
+    error: str | None
+    tokens: Tokens
+    cost_usd: float
+    llm_calls: list[LlmCall]
+    tool_calls: list[ToolCall]
+    annotations: dict[str, AnnotationSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """Rollup of one conversation (all traces sharing a ``session.id``)."""
+
+    session_id: str
+    project: str
+    user_ids: list[str]
+    start_time: datetime
+    end_time: datetime
+    duration_ms: float
+    turns: int
+    spans: int
+    errors: int
+    tokens: Tokens
+    cost_usd: float
+    latency_ms: Latency
+    first_input: str | None
+    last_output: str | None
+    annotations: dict[str, AnnotationSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    """A session with its turns in order (a page of them for very long sessions)."""
+
+    summary: SessionSummary
+    turns: list[Turn]
+    next_turn_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    """Rollup of everything one ``user.id`` did in a project."""
+
+    user_id: str
+    project: str
+    first_seen: datetime
+    last_seen: datetime
+    sessions: int
+    turns: int
+    errors: int
+    tokens: Tokens
+    cost_usd: float
+    annotations: dict[str, AnnotationSummary]
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    """A user with (a page of) their sessions."""
+
+    summary: UserSummary
+    sessions: list[SessionSummary]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvent:
+    """A span event (for example an exception with its stack trace)."""
+
+    name: str
+    time: datetime
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One stored span, with the session and user of its trace."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_time: datetime
+    end_time: datetime
+    latency_ms: float
+    status: str
+    status_message: str | None
+    session_id: str | None
+    user_id: str | None
+    input: str | None
+    output: str | None
+    attributes: dict[str, Any]
+    events: list[SpanEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceDetail:
+    """All spans of one trace, in start order."""
+
+    trace_id: str
+    session_id: str | None
+    spans: list[Span]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSummary:
+    """Counts for one project."""
+
+    name: str
+    spans: int
+    traces: int
+    sessions: int
+    users: int
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    """A label and/or score on a span, trace (turn), session or user."""
+
+    id: int
+    project: str
+    target_kind: TargetKind
+    target_id: str
+    name: str
+    label: str | None
+    score: float | None
+    explanation: str | None
+    annotator_kind: AnnotatorKind
+    identifier: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated list."""
+
+    data: list[T]
+    next_cursor: str | None

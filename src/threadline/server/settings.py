@@ -1,0 +1,117 @@
+"""The one place where Threadline's configuration is declared.
+
+Every ``THREADLINE_*`` environment variable is a field of :class:`Settings`; its description is
+the documentation (``docs/configuration.md`` lists them all and a test keeps the two in step).
+Command-line flags override the environment; nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(os.path.expanduser("~")) / ".threadline"
+
+
+class Settings(BaseSettings):
+    """Threadline server configuration, read from ``THREADLINE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="THREADLINE_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Directory for the embedded SQLite database and other local state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Database URL. Empty: SQLite at $THREADLINE_HOME/threadline.db. "
+        "PostgreSQL: postgresql://user@host:port/db (plain libpq-style URLs are accepted).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface every port binds to.")
+    port: int = Field(default=6006, ge=0, le=65535, description="Main HTTP port: UI, REST API and OTLP/HTTP. 0 disables it.")
+    grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port. 0 disables it.")
+    otlp_http_port: int = Field(default=4318, ge=0, le=65535, description="Standard OTLP/HTTP port. 0 disables it.")
+    log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+
+    # --- ingest -------------------------------------------------------------------------------
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0,
+        description="Largest OTLP request body accepted as sent (compressed), in bytes; larger gets 413.",
+    )
+    max_decompressed_bytes: int = Field(
+        default=128 * 1024 * 1024, gt=0,
+        description="Largest OTLP request body after gzip decompression, in bytes; larger gets 413.",
+    )
+    queue_max_spans: int = Field(
+        default=200_000, gt=0,
+        description="Spans waiting for the writer before new requests get 503 + Retry-After.",
+    )
+    commit_max_spans: int = Field(
+        default=20_000, gt=0, description="Most spans the writer commits in one transaction (group commit)."
+    )
+    decode_workers: int = Field(
+        default=-1, ge=-1,
+        description="Processes that decode and normalize OTLP payloads apart from the writer. "
+        "-1: one per CPU beyond the first (at least one); 0: decode in the server process.",
+    )
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503 responses.")
+    max_attribute_chars: int = Field(
+        default=256 * 1024, ge=1024,
+        description="Longest string attribute value kept; longer values are truncated with a marker.",
+    )
+    max_attributes_per_span: int = Field(
+        default=2048, ge=16, description="Most attributes kept per span; the rest are dropped and counted."
+    )
+    max_text_chars: int = Field(
+        default=32 * 1024, ge=256, description="Longest turn input/output text kept for display and search."
+    )
+    sqlite_synchronous: str = Field(
+        default="FULL",
+        description="SQLite PRAGMA synchronous: FULL (acknowledged spans survive power loss) or NORMAL.",
+    )
+
+    # --- sessions and evals -----------------------------------------------------------------------
+    session_idle_timeout_seconds: int = Field(
+        default=1800, ge=0,
+        description="Default idle time after which a session closes (per project overridable). 0: never.",
+    )
+    lifecycle_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often the server closes idle sessions and runs online evals."
+    )
+    judge_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL of the LLM judge (e.g. http://127.0.0.1:8000/v1)."
+    )
+    judge_model: str = Field(default="gpt-4o-mini", description="Model name sent to the judge.")
+    judge_api_key: str | None = Field(default=None, description="API key sent to the judge as a Bearer token.")
+    judge_concurrency: int = Field(default=4, ge=1, description="Judge requests in flight at once.")
+    judge_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one judge request.")
+    judge_max_retries: int = Field(default=4, ge=0, description="Retries of a failed judge request (with backoff).")
+    judge_token_budget: int = Field(
+        default=6000, ge=256, description="Token budget of a judge prompt; oldest turns are dropped first."
+    )
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _check_synchronous(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"FULL", "NORMAL", "EXTRA"}:
+            raise ValueError("THREADLINE_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
+        return upper
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to connect to (SQLite under ``home`` unless ``database_url`` is set)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'threadline.db'}"
+
+    def effective_decode_workers(self) -> int:
+        """Number of decode processes to start (resolves ``-1``)."""
+        if self.decode_workers >= 0:
+            return self.decode_workers
+        return max(1, (os.cpu_count() or 1) - 1)

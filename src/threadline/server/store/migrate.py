@@ -1,0 +1,35 @@
+"""Apply the Alembic migrations in ``store/migrations`` (on every start; cheap when current).
+
+Several processes may start at once against one PostgreSQL database: the upgrade runs under a
+transaction-scoped advisory lock so that only one of them migrates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from threadline.server.store.engine import Store
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_ADVISORY_LOCK_KEY = 0x7468_7265_6164  # "thread"
+
+
+def alembic_config(store: Store) -> Config:
+    """An Alembic config pointing at our migrations and the store's URL."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", store.url.replace("%", "%%"))
+    return config
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    """Bring the store's schema up to ``revision``."""
+    config = alembic_config(store)
+    with store.write() as tx:
+        if store.dialect == "postgresql":
+            tx.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+        config.attributes["connection"] = tx
+        command.upgrade(config, revision)

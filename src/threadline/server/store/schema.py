@@ -1,0 +1,184 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create exactly these tables.
+
+Times are stored as integer nanoseconds since the Unix epoch (``*_ns``). A project is referred
+to by its integer ``project_id`` everywhere but in ``projects``. Rollup tables (``traces``,
+``sessions``, ``users``, ``session_users``, the counters in ``projects``) are maintained by
+``store.write`` at ingest so that listing them never scans spans.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("spans", BigInteger, nullable=False, default=0),
+    Column("traces", BigInteger, nullable=False, default=0),
+    Column("sessions", BigInteger, nullable=False, default=0),
+    Column("users", BigInteger, nullable=False, default=0),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("last_seen_ns", BigInteger, nullable=True),
+    # JSON object: per-project settings (idle timeout, online evaluators …).
+    Column("settings", Text, nullable=False, default="{}"),
+)
+
+spans = Table(
+    "spans",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("trace_id", String, nullable=False),
+    Column("span_id", String, nullable=False),
+    Column("parent_span_id", String, nullable=True),
+    Column("name", Text, nullable=False),
+    Column("kind", String, nullable=False),  # OpenInference span kind (LLM, CHAIN, TOOL, …)
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("status", String, nullable=False),  # UNSET | OK | ERROR
+    Column("status_message", Text, nullable=True),
+    Column("input", Text, nullable=True),  # display text (bounded)
+    Column("output", Text, nullable=True),
+    Column("model", String, nullable=True),
+    Column("prompt_tokens", BigInteger, nullable=False, default=0),
+    Column("completion_tokens", BigInteger, nullable=False, default=0),
+    Column("total_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("attributes", Text, nullable=False),  # JSON object, flattened keys
+    Column("events", Text, nullable=False),  # JSON array
+    PrimaryKeyConstraint("project_id", "trace_id", "span_id", name="pk_spans"),
+    Index("ix_spans_project_start", "project_id", "start_ns"),
+)
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # rowid of the full-text index
+    Column("project_id", Integer, nullable=False),
+    Column("trace_id", String, nullable=False),
+    Column("session_id", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("root_span_id", String, nullable=True),
+    Column("root_name", Text, nullable=True),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("spans", Integer, nullable=False, default=0),
+    Column("errors", Integer, nullable=False, default=0),  # spans with status ERROR
+    Column("error", Text, nullable=True),  # message of the first error span
+    Column("llm_calls", Integer, nullable=False, default=0),
+    Column("prompt_tokens", BigInteger, nullable=False, default=0),
+    Column("completion_tokens", BigInteger, nullable=False, default=0),
+    Column("total_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("input", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    # Where input/output came from: 0 = the root span, else 1 + start_ns of the descendant.
+    Column("input_rank", BigInteger, nullable=True),
+    Column("output_rank", BigInteger, nullable=True),
+    UniqueConstraint("project_id", "trace_id", name="uq_traces_project_trace"),
+    Index("ix_traces_session", "project_id", "session_id", "start_ns"),
+    Index("ix_traces_user", "project_id", "user_id", "start_ns"),
+    Index("ix_traces_start", "project_id", "start_ns"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("session_id", String, nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("duration_ns", BigInteger, nullable=False),
+    Column("turns", Integer, nullable=False),
+    Column("spans", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),  # turns with status error
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("first_trace_id", String, nullable=True),
+    Column("first_input", Text, nullable=True),
+    Column("last_trace_id", String, nullable=True),
+    Column("last_output", Text, nullable=True),
+    # Lifecycle: wall-clock time of the last ingested span, and when the session was closed.
+    Column("last_activity_ns", BigInteger, nullable=False),
+    Column("closed_ns", BigInteger, nullable=True),
+    PrimaryKeyConstraint("project_id", "session_id", name="pk_sessions"),
+    Index("ix_sessions_start", "project_id", "start_ns", "session_id"),
+    Index("ix_sessions_end", "project_id", "end_ns", "session_id"),
+    Index("ix_sessions_turns", "project_id", "turns", "session_id"),
+    Index("ix_sessions_tokens", "project_id", "total_tokens", "session_id"),
+    Index("ix_sessions_cost", "project_id", "cost", "session_id"),
+    Index("ix_sessions_duration", "project_id", "duration_ns", "session_id"),
+    Index("ix_sessions_errors", "project_id", "errors", "session_id"),
+    Index("ix_sessions_activity", "closed_ns", "last_activity_ns"),
+)
+
+session_users = Table(
+    "session_users",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("session_id", String, nullable=False),
+    Column("user_id", String, nullable=False),
+    PrimaryKeyConstraint("project_id", "session_id", "user_id", name="pk_session_users"),
+    Index("ix_session_users_user", "project_id", "user_id", "session_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("user_id", String, nullable=False),
+    Column("first_seen_ns", BigInteger, nullable=False),
+    Column("last_seen_ns", BigInteger, nullable=False),
+    Column("sessions", Integer, nullable=False),
+    Column("turns", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    PrimaryKeyConstraint("project_id", "user_id", name="pk_users"),
+    Index("ix_users_last_seen", "project_id", "last_seen_ns", "user_id"),
+    Index("ix_users_first_seen", "project_id", "first_seen_ns", "user_id"),
+    Index("ix_users_sessions", "project_id", "sessions", "user_id"),
+    Index("ix_users_turns", "project_id", "turns", "user_id"),
+    Index("ix_users_tokens", "project_id", "total_tokens", "user_id"),
+    Index("ix_users_cost", "project_id", "cost", "user_id"),
+    Index("ix_users_errors", "project_id", "errors", "user_id"),
+)
+
+annotations = Table(
+    "annotations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, nullable=False),
+    Column("target_kind", String, nullable=False),  # span | trace | session | user
+    Column("target_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("label", String, nullable=True),
+    Column("score", Float, nullable=True),
+    Column("explanation", Text, nullable=True),
+    Column("annotator_kind", String, nullable=False),  # HUMAN | LLM | CODE
+    Column("identifier", String, nullable=False, default=""),
+    Column("metadata", Text, nullable=False, default="{}"),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "target_kind", "target_id", "name", "identifier", name="uq_annotations_target"),
+    Index("ix_annotations_name", "project_id", "name", "target_kind"),
+)
