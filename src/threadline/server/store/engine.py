@@ -105,9 +105,8 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for queries; on SQLite a consistent snapshot for its lifetime."""
-        with self._reader.connect() as conn:
-            with conn.begin():
-                yield conn
+        with self._reader.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -6,8 +6,6 @@ to by its integer ``project_id`` everywhere but in ``projects``. Rollup tables (
 ``store.write`` at ingest so that listing them never scans spans.
 """
 
-from __future__ import annotations
-
 from sqlalchemy import (
     BigInteger,
     Column,

@@ -1,0 +1,372 @@
+"""Turn decoded spans into storable records: project, session, user, turn text, tokens, cost.
+
+Pure functions (no I/O), run in the decode workers. The rules are DESIGN.md §3: a span may name
+its session with ``session.id``, ``gen_ai.conversation.id`` or LangChain's ``metadata``
+(``session_id`` / ``thread_id`` / ``conversation_id``); tokens and cost count on LLM spans only;
+the text shown for a span is the last user message of its input and the assistant's reply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from threadline import conventions as cv
+from threadline.server.ingest.otlp import DecodedSpan
+from threadline.server.ingest.pricing import cost_usd
+
+MAX_ID_CHARS = 1024
+_JSON_PARSE_LIMIT = 1024 * 1024
+_ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A span ready for the store, with what the rollups need already extracted."""
+
+    project: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    session_id: str | None
+    user_id: str | None
+    input: str | None
+    output: str | None
+    model: str | None
+    is_llm: bool
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    error: str | None
+    attributes_json: str
+    events_json: str
+
+
+def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanRecord:
+    """Derive everything Threadline needs from one decoded span."""
+    attrs = span.attributes
+    kind = span_kind(attrs)
+    metadata = _metadata(attrs.get(cv.METADATA))
+    is_llm = kind == "LLM"
+    prompt, completion, total = token_counts(attrs) if is_llm else (0, 0, 0)
+    model = _text(attrs.get(cv.LLM_MODEL_NAME)) or _text(attrs.get(cv.GEN_AI_RESPONSE_MODEL)) or _text(
+        attrs.get(cv.GEN_AI_REQUEST_MODEL))
+    cost = span_cost(attrs, model, prompt, completion) if is_llm else 0.0
+    error = None
+    if span.status == "ERROR":
+        error = span.status_message or _exception_message(span.events) or "error"
+    if span.dropped_attributes:
+        attrs = {**attrs, "threadline.dropped_attributes": span.dropped_attributes}
+    return SpanRecord(
+        project=span.project,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id,
+        name=span.name,
+        kind=kind,
+        start_ns=span.start_ns,
+        end_ns=span.end_ns,
+        status=span.status,
+        status_message=span.status_message,
+        session_id=session_id(attrs, metadata),
+        user_id=user_id(attrs, metadata),
+        input=_bound(input_text(attrs, kind), max_text_chars),
+        output=_bound(output_text(attrs, kind), max_text_chars),
+        model=model[:256] if model else None,
+        is_llm=is_llm,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cost=cost,
+        error=error,
+        attributes_json=json.dumps(attrs, ensure_ascii=False, default=str),
+        events_json=json.dumps(span.events, ensure_ascii=False, default=str),
+    )
+
+
+def span_kind(attrs: dict[str, Any]) -> str:
+    """The OpenInference span kind, inferred from ``gen_ai.*`` attributes when absent."""
+    kind = attrs.get(cv.SPAN_KIND)
+    if isinstance(kind, str) and kind.strip():
+        upper = kind.strip().upper()
+        return upper if upper in cv.SPAN_KINDS else "UNKNOWN"
+    operation = attrs.get(cv.GEN_AI_OPERATION_NAME)
+    if operation in ("chat", "text_completion", "generate_content") or cv.GEN_AI_USAGE_INPUT_TOKENS in attrs:
+        return "LLM"
+    if operation == "execute_tool" or cv.GEN_AI_TOOL_NAME in attrs:
+        return "TOOL"
+    if operation == "embeddings":
+        return "EMBEDDING"
+    return "UNKNOWN"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and value.strip():
+        return value[:MAX_ID_CHARS]
+    return None
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("{") and len(value) <= _JSON_PARSE_LIMIT:
+        try:
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def session_id(attrs: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    """The conversation this span names, if any."""
+    for value in (attrs.get(cv.SESSION_ID), attrs.get(cv.GEN_AI_CONVERSATION_ID)):
+        found = _id(value)
+        if found:
+            return found
+    for key in cv.METADATA_SESSION_KEYS:
+        found = _id(metadata.get(key))
+        if found:
+            return found
+    return None
+
+
+def user_id(attrs: dict[str, Any], metadata: dict[str, Any]) -> str | None:
+    """The user this span names, if any."""
+    found = _id(attrs.get(cv.USER_ID))
+    if found:
+        return found
+    for key in cv.METADATA_USER_KEYS:
+        found = _id(metadata.get(key))
+        if found:
+            return found
+    return None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, float) and value == value:
+        return max(0, int(value))
+    if isinstance(value, str):
+        try:
+            return max(0, int(float(value)))
+        except ValueError:
+            return 0
+    return 0
+
+
+def token_counts(attrs: dict[str, Any]) -> tuple[int, int, int]:
+    """(prompt, completion, total) tokens of an LLM span."""
+    prompt = _int(attrs.get(cv.LLM_TOKEN_PROMPT)) or _int(attrs.get(cv.GEN_AI_USAGE_INPUT_TOKENS)) or _int(
+        attrs.get(cv.GEN_AI_USAGE_PROMPT_TOKENS))
+    completion = _int(attrs.get(cv.LLM_TOKEN_COMPLETION)) or _int(attrs.get(cv.GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(
+        attrs.get(cv.GEN_AI_USAGE_COMPLETION_TOKENS))
+    total = _int(attrs.get(cv.LLM_TOKEN_TOTAL)) or prompt + completion
+    return prompt, completion, total
+
+
+def span_cost(attrs: dict[str, Any], model: str | None, prompt: int, completion: int) -> float:
+    """The span's own ``llm.cost.*`` if present, else the price-table estimate."""
+    for key in (cv.LLM_COST_TOTAL,):
+        value = attrs.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    parts = [attrs.get(cv.LLM_COST_PROMPT), attrs.get(cv.LLM_COST_COMPLETION)]
+    numbers = [float(p) for p in parts if isinstance(p, int | float) and not isinstance(p, bool) and p >= 0]
+    if numbers:
+        return sum(numbers)
+    return cost_usd(model, prompt, completion)
+
+
+def _exception_message(events: list[dict[str, Any]]) -> str | None:
+    for event in events:
+        if event.get("name") == "exception":
+            ev = event.get("attributes") or {}
+            kind, message = ev.get(cv.EXCEPTION_TYPE), ev.get(cv.EXCEPTION_MESSAGE)
+            return ": ".join(str(x) for x in (kind, message) if x) or None
+    return None
+
+
+def _bound(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- message lists ------------------------------------------------------------------------------
+
+def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
+    """``prefix.N.message.role/content`` attributes as an ordered list of (role, content).
+
+    Indices are sorted, never used to allocate, so a hostile index such as 4294967295 costs
+    nothing.
+    """
+    found: dict[int, dict[str, Any]] = {}
+    start = prefix + "."
+    for key, value in attrs.items():
+        if not key.startswith(start):
+            continue
+        index_text, _, rest = key[len(start):].partition(".")
+        if not index_text.isdigit() or len(index_text) > 12:
+            continue
+        entry = found.setdefault(int(index_text), {})
+        if rest == cv.MESSAGE_ROLE:
+            entry["role"] = value
+        elif rest == cv.MESSAGE_CONTENT:
+            entry["content"] = value
+        elif rest.startswith(cv.MESSAGE_CONTENTS + ".") and rest.endswith(".message_content.text"):
+            entry.setdefault("parts", []).append(str(value))
+    out = []
+    for index in sorted(found):
+        entry = found[index]
+        content = entry.get("content")
+        if content is None and entry.get("parts"):
+            content = "\n".join(entry["parts"])
+        out.append((_role(entry.get("role")), _content_text(content)))
+    return out
+
+
+def _role(value: Any) -> str:
+    role = str(value or "").lower()
+    return _ROLE_ALIASES.get(role, role)
+
+
+def _content_text(content: Any) -> str | None:
+    if content is None:
+        return None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [_content_text(p.get("text") if isinstance(p, dict) else p) for p in content]
+        joined = "\n".join(p for p in parts if p)
+        return joined or None
+    if isinstance(content, dict):
+        return _content_text(content.get("text") or content.get("content"))
+    return str(content)
+
+
+def _message_of(obj: Any) -> tuple[str, str | None] | None:
+    """(role, text) of a chat message in OpenAI, LangChain (serialized) or plain form."""
+    if not isinstance(obj, dict):
+        return None
+    kwargs = obj.get("kwargs") if isinstance(obj.get("kwargs"), dict) else None
+    if kwargs is not None:
+        role = kwargs.get("type") or (obj.get("id") or [""])[-1].replace("Message", "").lower()
+        return _role(role), _content_text(kwargs.get("content"))
+    if "role" in obj or ("type" in obj and "content" in obj):
+        return _role(obj.get("role") or obj.get("type")), _content_text(obj.get("content"))
+    return None
+
+
+def _messages_in(value: Any) -> list[tuple[str, str | None]] | None:
+    candidates = value.get("messages") if isinstance(value, dict) else value
+    if not isinstance(candidates, list):
+        return None
+    if candidates and all(isinstance(c, list) for c in candidates):  # LangChain: [[msg, …]]
+        candidates = [m for group in candidates for m in group]
+    messages = [m for m in (_message_of(c) for c in candidates) if m is not None]
+    return messages or None
+
+
+def _parse_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    stripped = value.lstrip()
+    if not stripped or stripped[0] not in "[{" or len(value) > _JSON_PARSE_LIMIT:
+        return value
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
+        return value
+
+
+def _last(messages: list[tuple[str, str | None]], roles: tuple[str, ...]) -> str | None:
+    for role, text in reversed(messages):
+        if role in roles and text:
+            return text
+    return None
+
+
+_INPUT_KEYS = ("input", "question", "query", "message", "prompt", "text", "user_input", "content")
+_OUTPUT_KEYS = ("output", "answer", "response", "content", "text", "result", "completion")
+
+
+def input_text(attrs: dict[str, Any], kind: str) -> str | None:
+    """The text a person would call this span's input (the last user message for chat)."""
+    messages = flattened_messages(attrs, cv.LLM_INPUT_MESSAGES)
+    if messages:
+        text = _last(messages, ("user",)) or _last(messages, ("user", "system", "tool", "assistant", ""))
+        if text:
+            return text
+    return _value_text(attrs.get(cv.INPUT_VALUE), _INPUT_KEYS, ("user",))
+
+
+def output_text(attrs: dict[str, Any], kind: str) -> str | None:
+    """The text a person would call this span's output (the assistant reply for chat)."""
+    messages = flattened_messages(attrs, cv.LLM_OUTPUT_MESSAGES)
+    if messages:
+        text = _last(messages, ("assistant", "")) or _last(messages, ("assistant", "user", "tool", "system", ""))
+        if text:
+            return text
+    return _value_text(attrs.get(cv.OUTPUT_VALUE), _OUTPUT_KEYS, ("assistant",))
+
+
+def _value_text(raw: Any, keys: tuple[str, ...], roles: tuple[str, ...]) -> str | None:
+    if raw is None:
+        return None
+    value = _parse_json(raw)
+    if isinstance(value, str):
+        return value
+    messages = _messages_in(value)
+    if messages:
+        text = _last(messages, roles) or _last(messages, tuple({r for r, _ in messages}))
+        if text:
+            return text
+    if isinstance(value, dict):
+        choices = value.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            message = choice.get("message")
+            text = _content_text(message.get("content")) if isinstance(message, dict) else _content_text(
+                choice.get("text"))
+            if text:
+                return text
+        generations = value.get("generations")
+        if isinstance(generations, list) and generations:
+            first = generations[0][0] if isinstance(generations[0], list) and generations[0] else generations[0]
+            if isinstance(first, dict):
+                text = _content_text(first.get("text")) or (
+                    (_message_of(first.get("message")) or ("", None))[1])
+                if text:
+                    return text
+        for key in keys:
+            if isinstance(value.get(key), str) and value[key].strip():
+                return str(value[key])
+        message = _message_of(value)
+        if message and message[1]:
+            return message[1]
+    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)

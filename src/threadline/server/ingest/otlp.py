@@ -1,0 +1,270 @@
+"""Decode OTLP trace export requests (protobuf or OTLP/JSON, optionally gzip) into plain spans.
+
+Pure functions: bytes in, :class:`DecodedSpan` values out. Transport concerns (status codes,
+size caps on the wire, gRPC) live in ``web``; both HTTP and gRPC call :func:`decode_request`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from threadline import conventions as cv
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+OTEL_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+STATUS_CODES = ("UNSET", "OK", "ERROR")
+_TRUNCATION_MARK = "…[truncated by Threadline: {n} characters]"
+
+
+class DecodeError(ValueError):
+    """The body is not a valid OTLP trace export request (HTTP 400 / gRPC INVALID_ARGUMENT)."""
+
+
+class PayloadTooLarge(ValueError):
+    """The body exceeds a size cap, before or after decompression (HTTP 413)."""
+
+
+class UnsupportedContentType(ValueError):
+    """Neither protobuf nor JSON (HTTP 415)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds applied while decoding, so hostile input is never amplified."""
+
+    max_decompressed_bytes: int = 128 * 1024 * 1024
+    max_attribute_chars: int = 256 * 1024
+    max_attributes_per_span: int = 2048
+    max_events_per_span: int = 128
+    max_depth: int = 8
+
+
+@dataclass(slots=True)
+class DecodedSpan:
+    """One span as sent, with ids as lower-case hex and attributes as plain Python values."""
+
+    project: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    otel_kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    dropped_attributes: int = 0
+
+
+@dataclass(slots=True)
+class DecodedRequest:
+    """Valid spans plus the count and reasons of rejected ones (partial success)."""
+
+    spans: list[DecodedSpan]
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def error_message(self) -> str:
+        """A short message for ``partial_success.error_message``."""
+        shown = "; ".join(self.errors[:5])
+        more = len(self.errors) - 5
+        return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, or raise :class:`UnsupportedContentType`."""
+    value = (content_type or "").split(";", 1)[0].strip().lower()
+    if value in (PROTOBUF, "application/protobuf", "application/vnd.google.protobuf"):
+        return PROTOBUF
+    if value == JSON:
+        return JSON
+    raise UnsupportedContentType(
+        f"unsupported Content-Type {content_type!r}: send application/x-protobuf or application/json"
+    )
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding: gzip`` (or deflate) without ever inflating past ``limit`` bytes."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit")
+        return body
+    if encoding not in ("gzip", "deflate", "x-gzip"):
+        raise UnsupportedContentType(f"unsupported Content-Encoding {content_encoding!r}: use gzip or none")
+    wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise DecodeError(f"body is not valid {encoding}: {exc}") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body exceeds the {limit}-byte limit")
+    return out
+
+
+def parse_request(body: bytes, media: str) -> ExportTraceServiceRequest:
+    """Parse protobuf or OTLP/JSON bytes into an ``ExportTraceServiceRequest``."""
+    request = ExportTraceServiceRequest()
+    if media == PROTOBUF:
+        try:
+            request.ParseFromString(body)
+        except (ProtobufDecodeError, RecursionError, ValueError) as exc:
+            raise DecodeError(f"body is not a valid protobuf ExportTraceServiceRequest: {exc}") from exc
+        return request
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise DecodeError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise DecodeError("OTLP/JSON body must be an object with a resourceSpans array")
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from exc
+    return request
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """OTLP/JSON carries ids as hex; protobuf's JSON mapping wants base64 for bytes fields."""
+    for resource_spans in _list(document.get("resourceSpans", document.get("resource_spans"))):
+        scope_list = resource_spans.get("scopeSpans", resource_spans.get("scope_spans")) if isinstance(
+            resource_spans, dict) else None
+        for scope_spans in _list(scope_list):
+            if not isinstance(scope_spans, dict):
+                continue
+            for span in _list(scope_spans.get("spans")):
+                if not isinstance(span, dict):
+                    continue
+                _convert_ids(span)
+                for link in _list(span.get("links")):
+                    if isinstance(link, dict):
+                        _convert_ids(link)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _convert_ids(obj: dict[str, Any]) -> None:
+    for key in ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"):
+        value = obj.get(key)
+        if isinstance(value, str):
+            try:
+                obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
+            except ValueError:
+                obj[key] = ""  # invalid hex: the span is rejected individually
+
+
+def any_value(value: AnyValue, limits: Limits, depth: int = 0) -> Any:
+    """Convert an OTLP ``AnyValue`` into a bounded plain Python value."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return _bound(value.string_value, limits.max_attribute_chars)
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        number = value.double_value
+        return number if math.isfinite(number) else str(number)  # JSON has no NaN/inf
+    if kind == "bool_value":
+        return value.bool_value
+    if depth >= limits.max_depth:
+        return None
+    if kind == "array_value":
+        return [any_value(v, limits, depth + 1) for v in value.array_value.values[: limits.max_attributes_per_span]]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value, limits, depth + 1)
+                for kv in value.kvlist_value.values[: limits.max_attributes_per_span]}
+    if kind == "bytes_value":
+        return _bound(value.bytes_value.hex(), limits.max_attribute_chars)
+    return None
+
+
+def _bound(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + _TRUNCATION_MARK.format(n=len(text) - limit)
+
+
+def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
+    """Attributes as a dict, at most ``max_attributes_per_span``; also the number dropped."""
+    out: dict[str, Any] = {}
+    kv: KeyValue
+    for kv in kvs[: limits.max_attributes_per_span]:
+        out[_bound(kv.key, 1024)] = any_value(kv.value, limits)
+    return out, max(0, len(kvs) - limits.max_attributes_per_span)
+
+
+def decode_request(
+    body: bytes, media: str, *, project_header: str | None = None, limits: Limits | None = None
+) -> DecodedRequest:
+    """Decode an export request body (already decompressed) into spans, rejecting invalid ones."""
+    limits = limits or Limits()
+    request = parse_request(body, media)
+    result = DecodedRequest(spans=[])
+    header_project = (project_header or "").strip() or None
+    for resource_spans in request.resource_spans:
+        resource, _ = attributes(resource_spans.resource.attributes, limits)
+        project = header_project or _project_from_resource(resource)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                problem = _invalid(span)
+                if problem:
+                    result.rejected += 1
+                    result.errors.append(problem)
+                    continue
+                attrs, dropped = attributes(span.attributes, limits)
+                start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
+                status = STATUS_CODES[span.status.code] if 0 <= span.status.code < 3 else "UNSET"
+                result.spans.append(DecodedSpan(
+                    project=project,
+                    trace_id=span.trace_id.hex(),
+                    span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else None,
+                    name=_bound(span.name, 1024),
+                    otel_kind=OTEL_KINDS[span.kind] if 0 <= span.kind < len(OTEL_KINDS) else "UNSPECIFIED",
+                    start_ns=start,
+                    end_ns=max(start, end),
+                    status=status,
+                    status_message=_bound(span.status.message, 8192) or None,
+                    attributes=attrs,
+                    events=[
+                        {"name": _bound(e.name, 1024), "time_ns": int(e.time_unix_nano),
+                         "attributes": attributes(e.attributes, limits)[0]}
+                        for e in span.events[: limits.max_events_per_span]
+                    ],
+                    dropped_attributes=dropped,
+                ))
+    return result
+
+
+def _project_from_resource(resource: dict[str, Any]) -> str:
+    name = resource.get(cv.PROJECT_NAME)
+    if isinstance(name, str) and name.strip():
+        return name.strip()[:256]
+    return "default"
+
+
+def _invalid(span: Any) -> str | None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return f"span {span.name[:64]!r}: trace_id must be 16 non-zero bytes"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return f"span {span.name[:64]!r}: span_id must be 8 non-zero bytes"
+    if span.start_time_unix_nano == 0:
+        return f"span {span.name[:64]!r}: start_time_unix_nano is required"
+    return None
+
