@@ -9,45 +9,16 @@ the text shown for a span is the last user message of its input and the assistan
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from threadline import conventions as cv
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
+from threadline.server.store.records import SpanRecord
 
 MAX_ID_CHARS = 1024
 _JSON_PARSE_LIMIT = 1024 * 1024
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}
-
-
-@dataclass(slots=True)
-class SpanRecord:
-    """A span ready for the store, with what the rollups need already extracted."""
-
-    project: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: str
-    start_ns: int
-    end_ns: int
-    status: str
-    status_message: str | None
-    session_id: str | None
-    user_id: str | None
-    input: str | None
-    output: str | None
-    model: str | None
-    is_llm: bool
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost: float
-    error: str | None
-    attributes_json: str
-    events_json: str
 
 
 def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanRecord:

@@ -112,6 +112,7 @@ sessions = Table(
     Column("first_trace_id", String, nullable=True),
     Column("first_input", Text, nullable=True),
     Column("last_trace_id", String, nullable=True),
+    Column("last_start_ns", BigInteger, nullable=False),  # start of the last turn
     Column("last_output", Text, nullable=True),
     # Lifecycle: wall-clock time of the last ingested span, and when the session was closed.
     Column("last_activity_ns", BigInteger, nullable=False),

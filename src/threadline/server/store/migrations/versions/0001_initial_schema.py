@@ -76,6 +76,7 @@ def upgrade() -> None:
     sa.Column('first_trace_id', sa.String(), nullable=True),
     sa.Column('first_input', sa.Text(), nullable=True),
     sa.Column('last_trace_id', sa.String(), nullable=True),
+    sa.Column('last_start_ns', sa.BigInteger(), nullable=False),
     sa.Column('last_output', sa.Text(), nullable=True),
     sa.Column('last_activity_ns', sa.BigInteger(), nullable=False),
     sa.Column('closed_ns', sa.BigInteger(), nullable=True),

@@ -1,0 +1,34 @@
+"""The write-side record of one span, as the store receives it from ingest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A normalized span plus what the rollups need (session, user, turn text, tokens, cost)."""
+
+    project: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    status_message: str | None
+    session_id: str | None
+    user_id: str | None
+    input: str | None
+    output: str | None
+    model: str | None
+    is_llm: bool
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    error: str | None
+    attributes_json: str
+    events_json: str

@@ -1,0 +1,418 @@
+"""Idempotent, set-based writes of span batches and of the rollups they change.
+
+One call of :meth:`BatchWriter.write` runs inside one transaction (the writer's group commit):
+
+1. insert the spans, ``ON CONFLICT DO NOTHING RETURNING`` their keys — only spans that are new
+   contribute to anything, so a resent batch changes no count;
+2. merge the new spans into their ``traces`` rows (a turn: time span, counts, tokens, cost,
+   session, user, input/output text by rank: the root span first, else the earliest descendant);
+3. apply the *difference* between each trace's old and new row to ``sessions``, ``users``,
+   ``session_users`` and ``projects`` as increments (``x = x + delta``), so concurrent writers on
+   PostgreSQL never lose an update. New rollup rows are created first with
+   ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (which also tells exactly which rows are new);
+4. refresh the full-text index of the traces whose text changed (SQLite FTS5; PostgreSQL keeps a
+   generated ``tsvector`` column up to date by itself).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, bindparam, case, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from threadline.server.store import schema as t
+from threadline.server.store.records import SpanRecord
+
+_TEXT_MAX_RANK = 2**62
+
+
+@dataclass(slots=True)
+class TraceState:
+    """The rollup of one trace (a row of ``traces``), mutable while a batch is merged in."""
+
+    id: int
+    project_id: int
+    trace_id: str
+    session_id: str | None = None
+    user_id: str | None = None
+    root_span_id: str | None = None
+    root_name: str | None = None
+    start_ns: int = 0
+    end_ns: int = 0
+    spans: int = 0
+    errors: int = 0
+    error: str | None = None
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float = 0.0
+    input: str | None = None
+    output: str | None = None
+    input_rank: int | None = None
+    output_rank: int | None = None
+
+    def copy(self) -> TraceState:
+        return TraceState(**{name: getattr(self, name) for name in self.__slots__})  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class _Delta:
+    """Increments for one session or user row."""
+
+    turns: int = 0
+    spans: int = 0
+    errors: int = 0
+    sessions: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float = 0.0
+    start_ns: int = 2**63 - 1
+    end_ns: int = 0
+    first: TraceState | None = None
+    last: TraceState | None = None
+
+    def add(self, new: TraceState, old: TraceState | None, *, count_spans: bool) -> None:
+        """Add the change from ``old`` (``None``: not counted here yet) to ``new``."""
+        base = old or TraceState(id=0, project_id=0, trace_id="")
+        self.turns += 0 if old else 1
+        if count_spans:
+            self.spans += new.spans - base.spans
+        self.errors += int(new.errors > 0) - int(base.errors > 0)
+        self.prompt_tokens += new.prompt_tokens - base.prompt_tokens
+        self.completion_tokens += new.completion_tokens - base.completion_tokens
+        self.total_tokens += new.total_tokens - base.total_tokens
+        self.cost += new.cost - base.cost
+        self.start_ns = min(self.start_ns, new.start_ns)
+        self.end_ns = max(self.end_ns, new.end_ns)
+        if self.first is None or new.start_ns < self.first.start_ns:
+            self.first = new
+        if self.last is None or new.start_ns > self.last.start_ns:
+            self.last = new
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch changed (for logs, tests and the live UI)."""
+
+    spans: int = 0
+    duplicates: int = 0
+    new_traces: int = 0
+    sessions: set[tuple[int, str]] = field(default_factory=set)
+
+
+class BatchWriter:
+    """Writes span batches for one store; caches project ids between batches."""
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._project_ids: dict[str, int] = {}
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._greatest = func.greatest if dialect == "postgresql" else func.max
+        self._least = func.least if dialect == "postgresql" else func.min
+
+    # --- projects ---------------------------------------------------------------------------------
+    def project_ids(self, tx: Connection, names: Iterable[str], now_ns: int) -> dict[str, int]:
+        """Ids of the named projects, creating missing ones."""
+        wanted = set(names)
+        missing = [n for n in wanted if n not in self._project_ids]
+        if missing:
+            tx.execute(
+                self._insert(t.projects).on_conflict_do_nothing(index_elements=["name"]),
+                [{"name": n, "spans": 0, "traces": 0, "sessions": 0, "users": 0, "created_ns": now_ns,
+                  "settings": "{}"} for n in missing],
+            )
+            rows = tx.execute(select(t.projects.c.name, t.projects.c.id).where(t.projects.c.name.in_(missing)))
+            for name, pid in rows:
+                self._project_ids[name] = pid
+        return {n: self._project_ids[n] for n in wanted}
+
+    def forget_projects(self) -> None:
+        """Drop the project-id cache (after a rollback, or when projects were erased)."""
+        self._project_ids.clear()
+
+    # --- the batch --------------------------------------------------------------------------------
+    def write(self, tx: Connection, records: Sequence[SpanRecord], now_ns: int) -> BatchResult:
+        """Store ``records`` and update every rollup, inside the caller's transaction."""
+        result = BatchResult()
+        if not records:
+            return result
+        pids = self.project_ids(tx, (r.project for r in records), now_ns)
+        unique: dict[tuple[int, str, str], SpanRecord] = {}
+        for r in records:
+            unique.setdefault((pids[r.project], r.trace_id, r.span_id), r)
+        inserted = self._insert_spans(tx, unique)
+        result.spans = len(inserted)
+        result.duplicates = len(records) - len(inserted)
+        if not inserted:
+            return result
+        by_trace: dict[tuple[int, str], list[SpanRecord]] = defaultdict(list)
+        for key in sorted(inserted):
+            by_trace[(key[0], key[1])].append(unique[key])
+        for spans in by_trace.values():
+            spans.sort(key=lambda r: r.start_ns)
+        olds, news, created = self._merge_traces(tx, by_trace)
+        result.new_traces = len(created)
+        self._update_traces(tx, olds, news)
+        self._update_search(tx, olds, news)
+        new_sessions = self._apply_sessions(tx, olds, news, now_ns)
+        result.sessions = {(n.project_id, n.session_id) for n in news.values() if n.session_id}
+        new_pairs = self._apply_session_users(tx, news)
+        new_users = self._apply_users(tx, olds, news, new_pairs)
+        self._apply_projects(tx, inserted, created, new_sessions, new_users, now_ns)
+        return result
+
+    def _insert_spans(
+        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
+    ) -> set[tuple[int, str, str]]:
+        rows = [
+            {"project_id": key[0], "trace_id": r.trace_id, "span_id": r.span_id, "parent_span_id": r.parent_span_id,
+             "name": r.name, "kind": r.kind, "start_ns": r.start_ns, "end_ns": r.end_ns, "status": r.status,
+             "status_message": r.status_message, "input": r.input, "output": r.output, "model": r.model,
+             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+             "total_tokens": r.total_tokens, "cost": r.cost, "attributes": r.attributes_json,
+             "events": r.events_json}
+            for key, r in unique.items()
+        ]
+        stmt = self._insert(t.spans).on_conflict_do_nothing(
+            index_elements=["project_id", "trace_id", "span_id"]
+        ).returning(t.spans.c.project_id, t.spans.c.trace_id, t.spans.c.span_id)
+        return {(row[0], row[1], row[2]) for row in tx.execute(stmt, rows)}
+
+    def _merge_traces(
+        self, tx: Connection, by_trace: dict[tuple[int, str], list[SpanRecord]]
+    ) -> tuple[dict[tuple[int, str], TraceState | None], dict[tuple[int, str], TraceState], set[tuple[int, str]]]:
+        skeletons = [
+            {"project_id": pid, "trace_id": tid, "start_ns": spans[0].start_ns, "end_ns": spans[0].end_ns,
+             "spans": 0, "errors": 0, "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
+             "total_tokens": 0, "cost": 0.0}
+            for (pid, tid), spans in by_trace.items()
+        ]
+        stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
+            t.traces.c.project_id, t.traces.c.trace_id)
+        created = {(row[0], row[1]) for row in tx.execute(stmt, skeletons)}
+        olds: dict[tuple[int, str], TraceState | None] = {}
+        news: dict[tuple[int, str], TraceState] = {}
+        cols = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
+        per_project: dict[int, list[str]] = defaultdict(list)
+        for pid, tid in by_trace:
+            per_project[pid].append(tid)
+        for pid, tids in per_project.items():
+            query = select(*cols).where(t.traces.c.project_id == pid, t.traces.c.trace_id.in_(tids)).order_by(
+                t.traces.c.trace_id)
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            for row in tx.execute(query):
+                state = TraceState(**row._mapping)
+                key = (pid, state.trace_id)
+                olds[key] = None if key in created else state.copy()
+                news[key] = state
+        for key, spans in by_trace.items():
+            _merge_spans(news[key], spans, fresh=key in created)
+        return olds, news, created
+
+    def _update_traces(
+        self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
+    ) -> None:
+        names = [n for n in TraceState.__slots__ if n not in ("id", "project_id", "trace_id")]  # type: ignore[attr-defined]
+        stmt = update(t.traces).where(t.traces.c.id == bindparam("b_id")).values(
+            {n: bindparam(f"b_{n}") for n in names})
+        rows = [{"b_id": s.id, **{f"b_{n}": getattr(s, n) for n in names}} for s in news.values()]
+        tx.execute(stmt, rows)
+
+    def _update_search(
+        self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
+    ) -> None:
+        if self.dialect != "sqlite":
+            return  # PostgreSQL: generated tsvector column
+        changed = [s for k, s in news.items() if olds[k] is None or (olds[k].input, olds[k].output) != (  # type: ignore[union-attr]
+            s.input, s.output)]
+        stale = [{"id": s.id} for s in changed if olds[(s.project_id, s.trace_id)] is not None]
+        if stale:
+            tx.execute(text("DELETE FROM trace_text WHERE rowid = :id"), stale)
+        fresh = [{"id": s.id, "input": s.input or "", "output": s.output or ""} for s in changed
+                 if s.input or s.output]
+        if fresh:
+            tx.execute(text("INSERT INTO trace_text (rowid, input, output) VALUES (:id, :input, :output)"), fresh)
+
+    def _apply_sessions(
+        self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState],
+        now_ns: int,
+    ) -> dict[int, int]:
+        deltas: dict[tuple[int, str], _Delta] = defaultdict(_Delta)
+        for key, new in news.items():
+            if new.session_id is None:
+                continue
+            old = olds[key]
+            counted = old if old is not None and old.session_id == new.session_id else None
+            deltas[(new.project_id, new.session_id)].add(new, counted, count_spans=True)
+        if not deltas:
+            return {}
+        ordered = sorted(deltas.items())
+        s = t.sessions
+        skeleton = self._insert(s).on_conflict_do_nothing(index_elements=["project_id", "session_id"]).returning(
+            s.c.project_id)
+        created = tx.execute(skeleton, [
+            {"project_id": pid, "session_id": sid, "start_ns": d.start_ns, "end_ns": d.end_ns, "duration_ns": 0,
+             "turns": 0, "spans": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+             "cost": 0.0, "first_trace_id": d.first.trace_id if d.first else None,
+             "last_trace_id": d.last.trace_id if d.last else None,
+             "last_start_ns": d.last.start_ns if d.last else d.start_ns, "last_activity_ns": now_ns}
+            for (pid, sid), d in ordered
+        ]).all()
+        is_first = (bindparam("d_first_start") < s.c.start_ns) | (s.c.first_trace_id == bindparam("d_first_id"))
+        is_last = (bindparam("d_last_start") > s.c.last_start_ns) | (s.c.last_trace_id == bindparam("d_last_id"))
+        stmt = update(s).where(s.c.project_id == bindparam("b_pid"), s.c.session_id == bindparam("b_sid")).values(
+            turns=s.c.turns + bindparam("d_turns"),
+            spans=s.c.spans + bindparam("d_spans"),
+            errors=s.c.errors + bindparam("d_errors"),
+            prompt_tokens=s.c.prompt_tokens + bindparam("d_prompt"),
+            completion_tokens=s.c.completion_tokens + bindparam("d_completion"),
+            total_tokens=s.c.total_tokens + bindparam("d_total"),
+            cost=s.c.cost + bindparam("d_cost"),
+            start_ns=self._least(s.c.start_ns, bindparam("d_start")),
+            end_ns=self._greatest(s.c.end_ns, bindparam("d_end")),
+            duration_ns=self._greatest(s.c.end_ns, bindparam("d_end"))
+            - self._least(s.c.start_ns, bindparam("d_start")),
+            first_input=case((is_first, bindparam("d_first_input")), else_=s.c.first_input),
+            first_trace_id=case((is_first, bindparam("d_first_id")), else_=s.c.first_trace_id),
+            last_output=case((is_last, bindparam("d_last_output")), else_=s.c.last_output),
+            last_trace_id=case((is_last, bindparam("d_last_id")), else_=s.c.last_trace_id),
+            last_start_ns=case((is_last, bindparam("d_last_start")), else_=s.c.last_start_ns),
+            last_activity_ns=bindparam("d_now"),
+            closed_ns=case((bindparam("d_turns") > 0, None), else_=s.c.closed_ns),
+        )
+        tx.execute(stmt, [
+            {"b_pid": pid, "b_sid": sid, "d_turns": d.turns, "d_spans": d.spans, "d_errors": d.errors,
+             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
+             "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
+             "d_first_start": d.first.start_ns if d.first else d.start_ns,
+             "d_first_id": d.first.trace_id if d.first else None, "d_first_input": d.first.input if d.first else None,
+             "d_last_start": d.last.start_ns if d.last else d.start_ns,
+             "d_last_id": d.last.trace_id if d.last else None, "d_last_output": d.last.output if d.last else None,
+             "d_now": now_ns}
+            for (pid, sid), d in ordered
+        ])
+        counts: dict[int, int] = defaultdict(int)
+        for (pid,) in created:
+            counts[pid] += 1
+        return counts
+
+    def _apply_session_users(
+        self, tx: Connection, news: dict[tuple[int, str], TraceState]
+    ) -> list[tuple[int, str, str]]:
+        pairs = sorted({(n.project_id, n.session_id, n.user_id) for n in news.values() if n.session_id and n.user_id})
+        if not pairs:
+            return []
+        su = t.session_users
+        stmt = self._insert(su).on_conflict_do_nothing(
+            index_elements=["project_id", "session_id", "user_id"]).returning(su.c.project_id, su.c.session_id,
+                                                                               su.c.user_id)
+        rows = [{"project_id": p, "session_id": s, "user_id": u} for p, s, u in pairs]  # type: ignore[misc]
+        return [(r[0], r[1], r[2]) for r in tx.execute(stmt, rows)]
+
+    def _apply_users(
+        self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState],
+        new_pairs: list[tuple[int, str, str]],
+    ) -> dict[int, int]:
+        deltas: dict[tuple[int, str], _Delta] = defaultdict(_Delta)
+        for key, new in news.items():
+            if new.user_id is None:
+                continue
+            old = olds[key]
+            counted = old if old is not None and old.user_id == new.user_id else None
+            deltas[(new.project_id, new.user_id)].add(new, counted, count_spans=False)
+        for pid, _sid, uid in new_pairs:
+            deltas[(pid, uid)].sessions += 1
+        if not deltas:
+            return {}
+        ordered = sorted(deltas.items())
+        u = t.users
+        skeleton = self._insert(u).on_conflict_do_nothing(index_elements=["project_id", "user_id"]).returning(
+            u.c.project_id)
+        created = tx.execute(skeleton, [
+            {"project_id": pid, "user_id": uid, "first_seen_ns": d.start_ns, "last_seen_ns": d.end_ns,
+             "sessions": 0, "turns": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+             "cost": 0.0}
+            for (pid, uid), d in ordered
+        ]).all()
+        stmt = update(u).where(u.c.project_id == bindparam("b_pid"), u.c.user_id == bindparam("b_uid")).values(
+            sessions=u.c.sessions + bindparam("d_sessions"),
+            turns=u.c.turns + bindparam("d_turns"),
+            errors=u.c.errors + bindparam("d_errors"),
+            prompt_tokens=u.c.prompt_tokens + bindparam("d_prompt"),
+            completion_tokens=u.c.completion_tokens + bindparam("d_completion"),
+            total_tokens=u.c.total_tokens + bindparam("d_total"),
+            cost=u.c.cost + bindparam("d_cost"),
+            first_seen_ns=self._least(u.c.first_seen_ns, bindparam("d_start")),
+            last_seen_ns=self._greatest(u.c.last_seen_ns, bindparam("d_end")),
+        )
+        tx.execute(stmt, [
+            {"b_pid": pid, "b_uid": uid, "d_sessions": d.sessions, "d_turns": d.turns, "d_errors": d.errors,
+             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
+             "d_cost": d.cost, "d_start": min(d.start_ns, 2**62), "d_end": d.end_ns}
+            for (pid, uid), d in ordered
+        ])
+        counts: dict[int, int] = defaultdict(int)
+        for (pid,) in created:
+            counts[pid] += 1
+        return counts
+
+    def _apply_projects(
+        self, tx: Connection, inserted: set[tuple[int, str, str]], created: set[tuple[int, str]],
+        new_sessions: dict[int, int], new_users: dict[int, int], now_ns: int,
+    ) -> None:
+        spans: dict[int, int] = defaultdict(int)
+        traces: dict[int, int] = defaultdict(int)
+        for pid, _tid, _sid in inserted:
+            spans[pid] += 1
+        for pid, _tid in created:
+            traces[pid] += 1
+        p = t.projects
+        stmt = update(p).where(p.c.id == bindparam("b_pid")).values(
+            spans=p.c.spans + bindparam("d_spans"), traces=p.c.traces + bindparam("d_traces"),
+            sessions=p.c.sessions + bindparam("d_sessions"), users=p.c.users + bindparam("d_users"),
+            last_seen_ns=bindparam("d_now"),
+        )
+        tx.execute(stmt, [
+            {"b_pid": pid, "d_spans": n, "d_traces": traces[pid], "d_sessions": new_sessions.get(pid, 0),
+             "d_users": new_users.get(pid, 0), "d_now": now_ns}
+            for pid, n in sorted(spans.items())
+        ])
+
+
+def _merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> None:
+    """Fold new spans (sorted by start) into a trace's rollup."""
+    if fresh:
+        state.start_ns, state.end_ns = spans[0].start_ns, spans[0].end_ns
+    for r in spans:
+        state.spans += 1
+        state.start_ns = min(state.start_ns, r.start_ns)
+        state.end_ns = max(state.end_ns, r.end_ns)
+        if state.session_id is None and r.session_id:
+            state.session_id = r.session_id
+        if state.user_id is None and r.user_id:
+            state.user_id = r.user_id
+        if r.status == "ERROR":
+            state.errors += 1
+            if state.error is None:
+                state.error = r.error
+        if r.is_llm:
+            state.llm_calls += 1
+            state.prompt_tokens += r.prompt_tokens
+            state.completion_tokens += r.completion_tokens
+            state.total_tokens += r.total_tokens
+            state.cost += r.cost
+        is_root = r.parent_span_id is None
+        if is_root:
+            state.root_span_id, state.root_name = r.span_id, r.name
+        rank = 0 if is_root else 1 + r.start_ns
+        if r.input and rank < (state.input_rank if state.input_rank is not None else _TEXT_MAX_RANK):
+            state.input, state.input_rank = r.input, rank
+        if r.output and rank < (state.output_rank if state.output_rank is not None else _TEXT_MAX_RANK):
+            state.output, state.output_rank = r.output, rank
+
