@@ -33,7 +33,9 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql://user@host:port/db (plain libpq-style URLs are accepted).",
     )
     host: str = Field(default="127.0.0.1", description="Interface every port binds to.")
-    port: int = Field(default=6006, ge=0, le=65535, description="Main HTTP port: UI, REST API and OTLP/HTTP. 0 disables it.")
+    port: int = Field(
+        default=6006, ge=0, le=65535, description="Main HTTP port: UI, REST API and OTLP/HTTP. 0 disables it."
+    )
     grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port. 0 disables it.")
     otlp_http_port: int = Field(default=4318, ge=0, le=65535, description="Standard OTLP/HTTP port. 0 disables it.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")

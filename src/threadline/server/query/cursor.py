@@ -1,0 +1,34 @@
+"""Opaque keyset-pagination cursors: the sort key of the last row, base64url-encoded JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from threadline.server.query.errors import InvalidQuery
+
+
+def encode(*values: Any) -> str:
+    """A cursor for the row whose sort key is ``values``."""
+    raw = json.dumps(list(values), separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode(cursor: str, types: tuple[type, ...]) -> list[Any]:
+    """The sort key inside ``cursor``, checked against ``types`` (raise :class:`InvalidQuery`)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidQuery("invalid cursor: pass the next_cursor value of the previous page unchanged") from exc
+    if not isinstance(values, list) or len(values) != len(types):
+        raise InvalidQuery("invalid cursor: pass the next_cursor value of the previous page unchanged")
+    for value, kind in zip(values, types, strict=True):
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise InvalidQuery("invalid cursor: it does not belong to this list or sort order")
+    return values

@@ -1,0 +1,180 @@
+"""Sessions (conversations): the filtered, sorted list and one session turn by turn."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, and_, or_, select, tuple_
+
+from threadline.server.model import Latency, Page, SessionDetail, SessionSummary, Tokens
+from threadline.server.query import cursor as cursors
+from threadline.server.query.annotations import summarize
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.projects import project_id
+from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
+from threadline.server.query.turns import load_turns
+from threadline.server.store import schema as t
+from threadline.server.store.fulltext import EmptySearch, matching_trace_ids
+
+SessionSort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
+SESSION_SORTS: dict[str, Any] = {
+    "start_time": t.sessions.c.start_ns,
+    "end_time": t.sessions.c.end_ns,
+    "turns": t.sessions.c.turns,
+    "tokens": t.sessions.c.total_tokens,
+    "cost": t.sessions.c.cost,
+    "duration": t.sessions.c.duration_ns,
+    "errors": t.sessions.c.errors,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """Which sessions to list. ``start``/``end``: sessions active in that window."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    user_id: str | None = None
+    q: str | None = None
+    has_error: bool | None = None
+    min_turns: int | None = None
+
+
+def check_order(order: str) -> bool:
+    """True for descending; raise :class:`InvalidQuery` for anything but asc/desc."""
+    if order not in ("asc", "desc"):
+        raise InvalidQuery(f"order must be 'asc' or 'desc', not {order!r}")
+    return order == "desc"
+
+
+def check_limit(limit: int) -> int:
+    """The limit, if within 1..1000."""
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery(f"limit must be between 1 and 1000, not {limit}")
+    return limit
+
+
+def session_conditions(dialect: str, pid: int, filters: SessionFilter) -> list[Any]:
+    """WHERE conditions on ``sessions`` for ``filters`` (shared with the overview and metrics)."""
+    s = t.sessions
+    conditions: list[Any] = [s.c.project_id == pid]
+    if filters.start is not None:
+        conditions.append(s.c.end_ns >= to_ns(filters.start))
+    if filters.end is not None:
+        conditions.append(s.c.start_ns <= to_ns(filters.end))
+    if filters.start is not None and filters.end is not None and filters.start > filters.end:
+        raise InvalidQuery("start must not be after end")
+    if filters.user_id is not None:
+        su = t.session_users
+        conditions.append(s.c.session_id.in_(
+            select(su.c.session_id).where(su.c.project_id == pid, su.c.user_id == filters.user_id)))
+    if filters.has_error is not None:
+        conditions.append(s.c.errors > 0 if filters.has_error else s.c.errors == 0)
+    if filters.min_turns is not None:
+        conditions.append(s.c.turns >= filters.min_turns)
+    if filters.q is not None and filters.q.strip():
+        try:
+            matches = matching_trace_ids(dialect, pid, filters.q)
+        except EmptySearch as exc:
+            raise InvalidQuery(str(exc)) from exc
+        tr = t.traces
+        conditions.append(s.c.session_id.in_(
+            select(tr.c.session_id).where(tr.c.id.in_(matches), tr.c.session_id.is_not(None))))
+    return conditions
+
+
+def list_sessions(
+    conn: Connection, project: str, filters: SessionFilter | None = None, sort: str = "start_time",
+    order: str = "desc", limit: int = 50, cursor: str | None = None,
+) -> Page[SessionSummary]:
+    """One page of a project's sessions, filtered and sorted, with keyset pagination."""
+    filters = filters or SessionFilter()
+    if sort not in SESSION_SORTS:
+        raise InvalidQuery(f"sort must be one of {', '.join(SESSION_SORTS)}, not {sort!r}")
+    descending = check_order(order)
+    check_limit(limit)
+    pid = project_id(conn, project)
+    if pid is None:
+        return Page(data=[], next_cursor=None)
+    s = t.sessions
+    column = SESSION_SORTS[sort]
+    conditions = session_conditions(conn.dialect.name, pid, filters)
+    if cursor:
+        value_type: type = float if sort == "cost" else int
+        last_value, last_id = cursors.decode(cursor, (value_type, str))
+        key, bound = tuple_(column, s.c.session_id), tuple_(last_value, last_id)
+        conditions.append(key < bound if descending else key > bound)
+    ordering = [column.desc(), s.c.session_id.desc()] if descending else [column.asc(), s.c.session_id.asc()]
+    rows = conn.execute(select(s).where(and_(*conditions)).order_by(*ordering).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        next_cursor = cursors.encode(getattr(last, column.key), last.session_id)
+    return Page(data=summaries(conn, pid, project, rows), next_cursor=next_cursor)
+
+
+def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]) -> list[SessionSummary]:
+    """Session summaries for ``sessions`` rows: adds users, latency percentiles and annotations."""
+    ids = [r.session_id for r in rows]
+    if not ids:
+        return []
+    su, tr = t.session_users, t.traces
+    users: dict[str, list[str]] = defaultdict(list)
+    for sid, uid in conn.execute(
+        select(su.c.session_id, su.c.user_id).where(su.c.project_id == pid, su.c.session_id.in_(ids)).order_by(
+            su.c.session_id, su.c.user_id)
+    ):
+        users[sid].append(uid)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    for sid, start, end in conn.execute(
+        select(tr.c.session_id, tr.c.start_ns, tr.c.end_ns).where(tr.c.project_id == pid, tr.c.session_id.in_(ids))
+    ):
+        latencies[sid].append(ms(end - start))
+    notes = summarize(conn, pid, "session", ids)
+    return [
+        SessionSummary(
+            session_id=r.session_id, project=project, user_ids=users.get(r.session_id, []),
+            start_time=to_datetime(r.start_ns), end_time=to_datetime(r.end_ns), duration_ms=ms(r.duration_ns),
+            turns=r.turns, spans=r.spans, errors=r.errors,
+            tokens=Tokens(r.prompt_tokens, r.completion_tokens, r.total_tokens), cost_usd=round(r.cost, 8),
+            latency_ms=Latency(percentile(latencies[r.session_id], 0.5), percentile(latencies[r.session_id], 0.99)),
+            first_input=r.first_input, last_output=r.last_output, annotations=notes.get(r.session_id, {}),
+        )
+        for r in rows
+    ]
+
+
+def get_session(
+    conn: Connection, project: str, session_id: str, turn_limit: int | None = None, turn_cursor: str | None = None
+) -> SessionDetail | None:
+    """A session with its turns in order; ``turn_limit`` pages through very long sessions."""
+    pid = project_id(conn, project)
+    if pid is None:
+        return None
+    s, tr = t.sessions, t.traces
+    row = conn.execute(select(s).where(s.c.project_id == pid, s.c.session_id == session_id)).first()
+    if row is None:
+        return None
+    conditions: list[Any] = [tr.c.project_id == pid, tr.c.session_id == session_id]
+    first_index = 0
+    if turn_cursor:
+        start_ns, trace_id, first_index = cursors.decode(turn_cursor, (int, str, int))
+        conditions.append(or_(tr.c.start_ns > start_ns, and_(tr.c.start_ns == start_ns, tr.c.trace_id > trace_id)))
+    query = select(tr).where(*conditions).order_by(tr.c.start_ns, tr.c.trace_id)
+    if turn_limit is not None:
+        query = query.limit(check_limit(turn_limit) + 1)
+    trace_rows = conn.execute(query).all()
+    next_cursor = None
+    if turn_limit is not None and len(trace_rows) > turn_limit:
+        trace_rows = trace_rows[:turn_limit]
+        last = trace_rows[-1]
+        next_cursor = cursors.encode(last.start_ns, last.trace_id, first_index + len(trace_rows))
+    summary = summaries(conn, pid, project, [row])[0]
+    return SessionDetail(summary=summary, turns=load_turns(conn, pid, trace_rows, first_index),
+                         next_turn_cursor=next_cursor)

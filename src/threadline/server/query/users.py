@@ -1,0 +1,101 @@
+"""Users: the sorted list and one user with their sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, select, tuple_
+
+from threadline.server.model import Page, Tokens, UserDetail, UserSummary
+from threadline.server.query import cursor as cursors
+from threadline.server.query.annotations import summarize_users
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.projects import project_id
+from threadline.server.query.sessions import check_limit, check_order, summaries
+from threadline.server.query.timeconv import to_datetime
+from threadline.server.store import schema as t
+
+USER_SORTS: dict[str, Any] = {
+    "last_seen": t.users.c.last_seen_ns,
+    "first_seen": t.users.c.first_seen_ns,
+    "sessions": t.users.c.sessions,
+    "turns": t.users.c.turns,
+    "tokens": t.users.c.total_tokens,
+    "cost": t.users.c.cost,
+    "errors": t.users.c.errors,
+}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_users(
+    conn: Connection, project: str, q: str | None = None, sort: str = "last_seen", order: str = "desc",
+    limit: int = 50, cursor: str | None = None,
+) -> Page[UserSummary]:
+    """One page of a project's users; ``q`` matches a part of the user id (case-insensitive)."""
+    if sort not in USER_SORTS:
+        raise InvalidQuery(f"sort must be one of {', '.join(USER_SORTS)}, not {sort!r}")
+    descending = check_order(order)
+    check_limit(limit)
+    pid = project_id(conn, project)
+    if pid is None:
+        return Page(data=[], next_cursor=None)
+    u = t.users
+    column = USER_SORTS[sort]
+    conditions: list[Any] = [u.c.project_id == pid]
+    if q and q.strip():
+        conditions.append(func.lower(u.c.user_id).like(f"%{_escape_like(q.strip().lower())}%", escape="\\"))
+    if cursor:
+        last_value, last_id = cursors.decode(cursor, (float if sort == "cost" else int, str))
+        key, bound = tuple_(column, u.c.user_id), tuple_(last_value, last_id)
+        conditions.append(key < bound if descending else key > bound)
+    ordering = [column.desc(), u.c.user_id.desc()] if descending else [column.asc(), u.c.user_id.asc()]
+    rows = conn.execute(select(u).where(and_(*conditions)).order_by(*ordering).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursors.encode(getattr(rows[-1], column.key), rows[-1].user_id) if more and rows else None
+    return Page(data=user_summaries(conn, pid, project, rows), next_cursor=next_cursor)
+
+
+def user_summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]) -> list[UserSummary]:
+    """User summaries for ``users`` rows, with annotation summaries."""
+    notes = summarize_users(conn, pid, [r.user_id for r in rows])
+    return [
+        UserSummary(
+            user_id=r.user_id, project=project, first_seen=to_datetime(r.first_seen_ns),
+            last_seen=to_datetime(r.last_seen_ns), sessions=r.sessions, turns=r.turns, errors=r.errors,
+            tokens=Tokens(r.prompt_tokens, r.completion_tokens, r.total_tokens), cost_usd=round(r.cost, 8),
+            annotations=notes.get(r.user_id, {}),
+        )
+        for r in rows
+    ]
+
+
+def get_user(
+    conn: Connection, project: str, user_id: str, limit: int = 50, cursor: str | None = None
+) -> UserDetail | None:
+    """A user's summary and a page of their sessions, newest first."""
+    check_limit(limit)
+    pid = project_id(conn, project)
+    if pid is None:
+        return None
+    u, s, su = t.users, t.sessions, t.session_users
+    row = conn.execute(select(u).where(u.c.project_id == pid, u.c.user_id == user_id)).first()
+    if row is None:
+        return None
+    conditions: list[Any] = [s.c.project_id == pid, s.c.session_id.in_(
+        select(su.c.session_id).where(su.c.project_id == pid, su.c.user_id == user_id))]
+    if cursor:
+        last_start, last_id = cursors.decode(cursor, (int, str))
+        conditions.append(tuple_(s.c.start_ns, s.c.session_id) < tuple_(last_start, last_id))
+    rows = conn.execute(
+        select(s).where(*conditions).order_by(s.c.start_ns.desc(), s.c.session_id.desc()).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursors.encode(rows[-1].start_ns, rows[-1].session_id) if more and rows else None
+    return UserDetail(summary=user_summaries(conn, pid, project, [row])[0],
+                      sessions=summaries(conn, pid, project, rows), next_cursor=next_cursor)

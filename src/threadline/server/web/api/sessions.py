@@ -1,0 +1,57 @@
+"""``GET /v1/projects/{project}/sessions`` and one session with its turns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
+from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.serialize import to_json
+
+router = APIRouter(tags=["sessions"])
+Sort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
+Order = Literal["asc", "desc"]
+
+
+@router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)")
+def sessions(
+    project: str,
+    conn: ReadConn,
+    start: Annotated[datetime | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
+    end: Annotated[datetime | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
+    user_id: Annotated[str | None, Query(description="Only sessions this user took part in")] = None,
+    q: Annotated[str | None, Query(description="Full-text search over every turn's input and output")] = None,
+    has_error: Annotated[bool | None, Query(description="true: sessions with a failed turn; false: none")] = None,
+    min_turns: Annotated[int | None, Query(ge=0, description="At least this many turns")] = None,
+    sort: Sort = "start_time",
+    order: Order = "desc",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSONResponse:
+    """Sessions with turns, tokens, cost, latency, errors, users, first input and last output."""
+    filters = SessionFilter(start=start, end=end, user_id=user_id, q=q, has_error=has_error, min_turns=min_turns)
+    page = list_sessions(conn, project, filters, sort=sort, order=order, limit=limit, cursor=cursor)
+    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
+
+
+@router.get("/v1/projects/{project}/sessions/{session_id:path}", summary="One session, turn by turn")
+def session(
+    project: str,
+    session_id: str,
+    conn: ReadConn,
+    turn_limit: Annotated[int | None, Query(ge=1, le=1000, description="Page long sessions")] = None,
+    turn_cursor: Annotated[str | None, Query(description="next_turn_cursor of the previous page")] = None,
+) -> JSONResponse:
+    """The session summary plus ``turns``: input, output, status, tokens, cost, LLM and tool calls."""
+    detail = get_session(conn, project, session_id, turn_limit=turn_limit, turn_cursor=turn_cursor)
+    if detail is None:
+        raise ApiError(404, "session_not_found", f"no session {session_id!r} in project {project!r}")
+    body = to_json(detail.summary)
+    body["turns"] = to_json(detail.turns)
+    body["next_turn_cursor"] = detail.next_turn_cursor
+    return JSONResponse(body)

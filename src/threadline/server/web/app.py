@@ -1,0 +1,79 @@
+"""The one composition root: builds the runtime (store + ingest) and the route table.
+
+``create_app`` is the main HTTP app (UI, REST API, OTLP/HTTP, health); ``create_otlp_app`` is
+the OTLP/HTTP-only app of the standard port 4318. Both share one :class:`Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from threadline.server.ingest.service import IngestService
+from threadline.server.settings import Settings
+from threadline.server.store.engine import Store, open_store
+from threadline.server.web import otlp
+from threadline.server.web.api import projects, sessions, traces, users
+from threadline.server.web.api.errors import install_error_handlers
+
+log = logging.getLogger("threadline")
+
+
+class Runtime:
+    """What a running server owns: settings, the store and the ingest service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        self.ingest = IngestService(settings, self.store)
+        self.background: list[object] = []
+
+    def start(self) -> None:
+        """Start the writer, the decode workers and background loops."""
+        self.ingest.start()
+
+    def stop(self) -> None:
+        """Flush and stop everything, then close the store."""
+        self.ingest.stop()
+        self.store.dispose()
+
+
+def _attach(app: FastAPI, runtime: Runtime) -> None:
+    app.state.runtime = runtime
+    app.state.settings = runtime.settings
+    app.state.store = runtime.store
+    app.state.ingest = runtime.ingest
+    install_error_handlers(app)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The main app: health, REST API v1, OTLP/HTTP and the web UI."""
+    app = FastAPI(
+        title="Threadline",
+        version="0.1.0",
+        description="Sessions, users and traces of LLM applications. Lists are "
+        "`{data, next_cursor}`; errors are `{error: {code, message}}`; times are RFC 3339 UTC.",
+    )
+    _attach(app, runtime)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and store readiness")
+    def healthz() -> JSONResponse:
+        runtime.store.ping()
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(otlp.router)
+    app.include_router(projects.router)
+    app.include_router(sessions.router)
+    app.include_router(users.router)
+    app.include_router(traces.router)
+    return app
+
+
+def create_otlp_app(runtime: Runtime) -> FastAPI:
+    """The OTLP/HTTP-only app for port 4318."""
+    app = FastAPI(title="Threadline OTLP/HTTP", openapi_url=None, docs_url=None, redoc_url=None)
+    _attach(app, runtime)
+    app.include_router(otlp.router)
+    return app
