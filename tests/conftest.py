@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from support.databases import BACKENDS, fresh_database
 from support.server import ServerProcess, new_server
-
 from threadline.server.store.engine import Store, open_store
 
 
