@@ -106,7 +106,6 @@ class SpanWriter:
         try:
             result = self._write(records)
         except (OperationalError, DBAPIError) as exc:
-            self._batch_writer.forget_projects()
             if len(jobs) > 1 and not _is_unavailable(exc):
                 for job in jobs:  # isolate the request that cannot be written
                     self._commit([job])
@@ -117,7 +116,6 @@ class SpanWriter:
                 job.future.set_exception(error)
             return
         except Exception as exc:  # a bug: fail these requests, keep the writer alive
-            self._batch_writer.forget_projects()
             log.exception("write of %d spans failed", len(records))
             for job in jobs:
                 job.future.set_exception(exc)

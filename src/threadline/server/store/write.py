@@ -106,34 +106,33 @@ class BatchResult:
 
 
 class BatchWriter:
-    """Writes span batches for one store; caches project ids between batches."""
+    """Writes span batches for one store dialect."""
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
-        self._project_ids: dict[str, int] = {}
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
 
     # --- projects ---------------------------------------------------------------------------------
     def project_ids(self, tx: Connection, names: Iterable[str], now_ns: int) -> dict[str, int]:
-        """Ids of the named projects, creating missing ones."""
-        wanted = set(names)
-        missing = [n for n in wanted if n not in self._project_ids]
+        """Ids of the named projects, creating missing ones.
+
+        Looked up on every batch (one indexed query), never cached: another process may have
+        erased a project since the last batch.
+        """
+        wanted = sorted(set(names))
+        p = t.projects
+        found = {name: pid for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(wanted)))}
+        missing = [n for n in wanted if n not in found]
         if missing:
             tx.execute(
-                self._insert(t.projects).on_conflict_do_nothing(index_elements=["name"]),
+                self._insert(p).on_conflict_do_nothing(index_elements=["name"]),
                 [{"name": n, "spans": 0, "traces": 0, "sessions": 0, "users": 0, "created_ns": now_ns,
                   "settings": "{}"} for n in missing],
             )
-            rows = tx.execute(select(t.projects.c.name, t.projects.c.id).where(t.projects.c.name.in_(missing)))
-            for name, pid in rows:
-                self._project_ids[name] = pid
-        return {n: self._project_ids[n] for n in wanted}
-
-    def forget_projects(self) -> None:
-        """Drop the project-id cache (after a rollback, or when projects were erased)."""
-        self._project_ids.clear()
+            found.update(tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(missing))).tuples())
+        return found
 
     # --- the batch --------------------------------------------------------------------------------
     def write(self, tx: Connection, records: Sequence[SpanRecord], now_ns: int) -> BatchResult:
