@@ -131,7 +131,8 @@ class BatchWriter:
                 [{"name": n, "spans": 0, "traces": 0, "sessions": 0, "users": 0, "created_ns": now_ns,
                   "settings": "{}"} for n in missing],
             )
-            found.update(tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(missing))).tuples())
+            for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(missing))):
+                found[name] = pid
         return found
 
     # --- the batch --------------------------------------------------------------------------------
