@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -178,3 +178,19 @@ def get_session(
     summary = summaries(conn, pid, project, [row])[0]
     return SessionDetail(summary=summary, turns=load_turns(conn, pid, trace_rows, first_index),
                          next_turn_cursor=next_cursor)
+
+
+def iter_session_details(
+    conn: Connection, project: str, filters: SessionFilter | None = None, page_size: int = 200
+) -> Iterator[SessionDetail]:
+    """Every matching session with all its turns, oldest first (for export)."""
+    cursor = None
+    while True:
+        page = list_sessions(conn, project, filters, sort="start_time", order="asc", limit=page_size, cursor=cursor)
+        for summary in page.data:
+            detail = get_session(conn, project, summary.session_id)
+            if detail is not None:
+                yield detail
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor

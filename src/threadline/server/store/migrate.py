@@ -33,3 +33,20 @@ def upgrade(store: Store, revision: str = "head") -> None:
             tx.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
         config.attributes["connection"] = tx
         command.upgrade(config, revision)
+
+
+def current_revision(store: Store) -> str | None:
+    """The schema revision the store is at (``None`` before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with store.read() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version of Threadline."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
