@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, tuple_
 
-from threadline.server.model import AnnotationSummary
+from threadline.server.model import Annotation, AnnotationSummary, Page
+from threadline.server.query import cursor as cursors
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.projects import project_id
+from threadline.server.query.timeconv import to_datetime
 from threadline.server.store import schema as t
 
 
@@ -64,3 +72,266 @@ def summarize_users(
     rows = conn.execute(own.union_all(via_sessions)).all()
     return _fold([(r[0], r[1], r[2], r[3]) for r in rows])
 
+
+
+# --- single annotations ---------------------------------------------------------------------------
+
+#: Labels that mean "this went wrong" (evaluator failure labels and common human feedback labels).
+#: A turn carrying one of them, or a failed turn, breaks a conversation (see :func:`first_broken_turn`).
+BAD_LABELS: frozenset[str] = frozenset({
+    "frustrated", "not_completed", "unhelpful", "incorrect", "error", "refused",
+    "failed", "failure", "bad", "negative", "thumbs_down", "wrong",
+})
+
+
+def _annotation(row: Any, project: str) -> Annotation:
+    try:
+        meta = json.loads(row.metadata)
+    except ValueError:
+        meta = {}
+    return Annotation(
+        id=row.id, project=project, target_kind=row.target_kind, target_id=row.target_id, name=row.name,
+        label=row.label, score=row.score, explanation=row.explanation, annotator_kind=row.annotator_kind,
+        identifier=row.identifier, metadata=meta if isinstance(meta, dict) else {},
+        created_at=to_datetime(row.created_ns), updated_at=to_datetime(row.updated_ns),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotationFilter:
+    """Which annotations to list (all given fields must match)."""
+
+    target_kind: str | None = None
+    target_id: str | None = None
+    name: str | None = None
+    identifier: str | None = None
+    annotator_kind: str | None = None
+    label: str | None = None
+
+
+def list_annotations(
+    conn: Connection, project: str, filters: AnnotationFilter | None = None, limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Annotation]:
+    """A page of a project's annotations, oldest first (keyset on id)."""
+    filters = filters or AnnotationFilter()
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery(f"limit must be between 1 and 1000, not {limit}")
+    pid = project_id(conn, project)
+    if pid is None:
+        return Page(data=[], next_cursor=None)
+    a = t.annotations
+    conditions: list[Any] = [a.c.project_id == pid]
+    for column in ("target_kind", "target_id", "name", "identifier", "annotator_kind", "label"):
+        value = getattr(filters, column)
+        if value is not None:
+            conditions.append(a.c[column] == value)
+    if cursor:
+        (last_id,) = cursors.decode(cursor, (int,))
+        conditions.append(a.c.id > last_id)
+    rows = conn.execute(select(a).where(*conditions).order_by(a.c.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(data=[_annotation(r, project) for r in rows],
+                next_cursor=cursors.encode(rows[-1].id) if more and rows else None)
+
+
+def get_annotation(conn: Connection, project: str, annotation_id: int) -> Annotation | None:
+    """One annotation by id, or ``None``."""
+    pid = project_id(conn, project)
+    if pid is None:
+        return None
+    a = t.annotations
+    row = conn.execute(select(a).where(a.c.project_id == pid, a.c.id == annotation_id)).first()
+    return _annotation(row, project) if row is not None else None
+
+
+class ExistingAnnotation(NamedTuple):
+    """What an evaluator needs to know of an annotation it wrote before."""
+
+    updated_ns: int
+    label: str | None
+    score: float | None
+
+
+def existing_targets(
+    conn: Connection, project_id: int, target_kind: str, name: str, identifier: str, target_ids: Sequence[str]
+) -> dict[str, ExistingAnnotation]:
+    """The annotation (name, identifier) of each of ``target_ids`` that has one."""
+    a = t.annotations
+    out: dict[str, ExistingAnnotation] = {}
+    ids = list(dict.fromkeys(target_ids))
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(select(a.c.target_id, a.c.updated_ns, a.c.label, a.c.score).where(
+            a.c.project_id == project_id, a.c.target_kind == target_kind, a.c.name == name,
+            a.c.identifier == identifier, a.c.target_id.in_(ids[start:start + 500]),
+        ))
+        out.update({r.target_id: ExistingAnnotation(r.updated_ns, r.label, r.score) for r in rows})
+    return out
+
+
+def target_exists(conn: Connection, project_id: int, target_kind: str, target_id: str) -> bool:
+    """Whether the span, trace, session or user ``target_id`` exists in the project."""
+    if target_kind == "span":
+        sp = t.spans
+        query = select(sp.c.span_id).where(sp.c.project_id == project_id, sp.c.span_id == target_id)
+    elif target_kind == "trace":
+        tr = t.traces
+        query = select(tr.c.trace_id).where(tr.c.project_id == project_id, tr.c.trace_id == target_id)
+    elif target_kind == "session":
+        s = t.sessions
+        query = select(s.c.session_id).where(s.c.project_id == project_id, s.c.session_id == target_id)
+    elif target_kind == "user":
+        u = t.users
+        query = select(u.c.user_id).where(u.c.project_id == project_id, u.c.user_id == target_id)
+    else:
+        raise InvalidQuery(f"target_kind must be one of span, trace, session, user, not {target_kind!r}")
+    return conn.execute(query.limit(1)).first() is not None
+
+
+# --- ranking ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RankedTarget:
+    """A session or user with the mean score and number of its annotations of one name."""
+
+    target_id: str
+    mean_score: float
+    count: int
+
+
+def rank_by_annotation(
+    conn: Connection, project_id: int, target_kind: str, name: str, order: str = "desc", limit: int = 50,
+    cursor: str | None = None, min_score: float | None = None, max_score: float | None = None,
+) -> Page[RankedTarget]:
+    """Sessions, turns (``trace``) or users ordered by the mean score of their annotations ``name``.
+
+    Users are scored like :func:`summarize_users`: their own annotations plus those of their
+    sessions. Targets without a scored annotation of that name are left out; ties are broken by
+    id. ``min_score``/``max_score`` filter on the mean (inclusive).
+    """
+    if order not in ("asc", "desc"):
+        raise InvalidQuery(f"order must be 'asc' or 'desc', not {order!r}")
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery(f"limit must be between 1 and 1000, not {limit}")
+    a, su = t.annotations, t.session_users
+    scored = [a.c.project_id == project_id, a.c.name == name, a.c.score.is_not(None)]
+    base: Any
+    if target_kind in ("session", "trace", "span"):
+        base = select(a.c.target_id.label("owner"), a.c.score).where(*scored, a.c.target_kind == target_kind)
+    elif target_kind == "user":
+        own = select(a.c.target_id.label("owner"), a.c.score).where(*scored, a.c.target_kind == "user")
+        via = select(su.c.user_id.label("owner"), a.c.score).join(
+            a, (a.c.project_id == su.c.project_id) & (a.c.target_kind == "session") & (a.c.target_id == su.c.session_id)
+        ).where(*scored, su.c.project_id == project_id)
+        base = own.union_all(via)
+    else:
+        raise InvalidQuery(f"target_kind must be one of span, trace, session, user, not {target_kind!r}")
+    sub = base.subquery()
+    grouped = select(sub.c.owner, func.avg(sub.c.score).label("mean"), func.count().label("n")).group_by(
+        sub.c.owner).subquery()
+    conditions: list[Any] = []
+    if min_score is not None:
+        conditions.append(grouped.c.mean >= min_score)
+    if max_score is not None:
+        conditions.append(grouped.c.mean <= max_score)
+    descending = order == "desc"
+    if cursor:
+        last_mean, last_id = cursors.decode(cursor, (float, str))
+        key, bound = tuple_(grouped.c.mean, grouped.c.owner), tuple_(float(last_mean), last_id)
+        conditions.append(key < bound if descending else key > bound)
+    ordering = [grouped.c.mean.desc(), grouped.c.owner.desc()] if descending else [
+        grouped.c.mean.asc(), grouped.c.owner.asc()]
+    rows = conn.execute(select(grouped).where(*conditions).order_by(*ordering).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    data = [RankedTarget(target_id=r.owner, mean_score=round(float(r.mean), 6), count=int(r.n)) for r in rows]
+    next_cursor = cursors.encode(float(rows[-1].mean), rows[-1].owner) if more and rows else None
+    return Page(data=data, next_cursor=next_cursor)
+
+
+# --- where a conversation breaks --------------------------------------------------------------------
+
+
+class BrokenTurn(NamedTuple):
+    """The first turn where a conversation went wrong, and why."""
+
+    trace_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnScores:
+    """One turn of a session with its annotation summaries (a point of the per-turn trend)."""
+
+    trace_id: str
+    index: int
+    start_time: datetime
+    status: str
+    broken: bool
+    annotations: dict[str, AnnotationSummary]
+
+
+def _session_traces(conn: Connection, project: str, session_id: str) -> tuple[int, list[Any]] | None:
+    pid = project_id(conn, project)
+    if pid is None:
+        return None
+    tr = t.traces
+    rows = conn.execute(
+        select(tr.c.trace_id, tr.c.start_ns, tr.c.errors, tr.c.error)
+        .where(tr.c.project_id == pid, tr.c.session_id == session_id)
+        .order_by(tr.c.start_ns, tr.c.trace_id)
+    ).all()
+    return pid, list(rows)
+
+
+def _bad_reasons(conn: Connection, pid: int, trace_ids: list[str]) -> dict[str, list[str]]:
+    a = t.annotations
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for start in range(0, len(trace_ids), 500):
+        rows = conn.execute(
+            select(a.c.target_id, a.c.name, a.c.label, a.c.explanation).where(
+                a.c.project_id == pid, a.c.target_kind == "trace", a.c.target_id.in_(trace_ids[start:start + 500]),
+                a.c.label.in_(sorted(BAD_LABELS)),
+            ).order_by(a.c.name, a.c.id)
+        )
+        for r in rows:
+            why = f"{r.name}: {r.label}"
+            if r.explanation:
+                why += f" ({r.explanation[:200]})"
+            reasons[r.target_id].append(why)
+    return reasons
+
+
+def first_broken_turn(conn: Connection, project: str, session_id: str) -> BrokenTurn | None:
+    """The first turn (in time order) that failed or carries a failure label (:data:`BAD_LABELS`)."""
+    found = _session_traces(conn, project, session_id)
+    if found is None:
+        return None
+    pid, rows = found
+    reasons = _bad_reasons(conn, pid, [r.trace_id for r in rows])
+    for r in rows:
+        why = ([f"error: {r.error or 'failed'}"] if r.errors else []) + reasons.get(r.trace_id, [])
+        if why:
+            return BrokenTurn(r.trace_id, "; ".join(why))
+    return None
+
+
+def turn_scores(conn: Connection, project: str, session_id: str) -> list[TurnScores]:
+    """Every turn of a session in order with its annotation summaries and whether it is broken."""
+    found = _session_traces(conn, project, session_id)
+    if found is None:
+        return []
+    pid, rows = found
+    ids = [r.trace_id for r in rows]
+    notes: dict[str, dict[str, AnnotationSummary]] = {}
+    for start in range(0, len(ids), 500):
+        notes.update(summarize(conn, pid, "trace", ids[start:start + 500]))
+    reasons = _bad_reasons(conn, pid, ids)
+    return [
+        TurnScores(trace_id=r.trace_id, index=i, start_time=to_datetime(r.start_ns),
+                   status="error" if r.errors else "ok", broken=bool(r.errors) or r.trace_id in reasons,
+                   annotations=notes.get(r.trace_id, {}))
+        for i, r in enumerate(rows)
+    ]
