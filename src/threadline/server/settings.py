@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     judge_concurrency: int = Field(default=4, ge=1, description="Judge requests in flight at once.")
     judge_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one judge request.")
     judge_max_retries: int = Field(default=4, ge=0, description="Retries of a failed judge request (with backoff).")
+    judge_retry_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="First wait before retrying a failed judge request; doubles on each retry."
+    )
     judge_token_budget: int = Field(
         default=6000, ge=256, description="Token budget of a judge prompt; oldest turns are dropped first."
     )
