@@ -193,9 +193,38 @@ def _bound(text: str | None, limit: int) -> str | None:
 def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
     """``prefix.N.message.role/content`` attributes as an ordered list of (role, content).
 
-    Indices are sorted, never used to allocate, so a hostile index such as 4294967295 costs
+    OpenInference numbers messages 0, 1, 2, …: they are looked up by index (a few dict lookups
+    per message). Only when that finds nothing although message keys exist are all keys parsed;
+    indices are then sorted, never used to allocate, so a hostile index such as 4294967295 costs
     nothing.
     """
+    out: list[tuple[str, str | None]] = []
+    index = 0
+    while True:
+        base = f"{prefix}.{index}."
+        role = attrs.get(base + cv.MESSAGE_ROLE)
+        content = attrs.get(base + cv.MESSAGE_CONTENT)
+        if role is None and content is None:
+            if base + cv.MESSAGE_CONTENTS + ".0.message_content.text" not in attrs:
+                break
+            content = _content_parts(attrs, base)
+        out.append((_role(role), _content_text(content)))
+        index += 1
+    if out or not any(key.startswith(prefix + ".") for key in attrs):
+        return out
+    return _sparse_messages(attrs, prefix)
+
+
+def _content_parts(attrs: dict[str, Any], base: str) -> str | None:
+    parts = []
+    part = 0
+    while (text := attrs.get(f"{base}{cv.MESSAGE_CONTENTS}.{part}.message_content.text")) is not None:
+        parts.append(str(text))
+        part += 1
+    return "\n".join(parts) or None
+
+
+def _sparse_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
     found: dict[int, dict[str, Any]] = {}
     start = prefix + "."
     for key, value in attrs.items():
@@ -209,16 +238,7 @@ def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, st
             entry["role"] = value
         elif rest == cv.MESSAGE_CONTENT:
             entry["content"] = value
-        elif rest.startswith(cv.MESSAGE_CONTENTS + ".") and rest.endswith(".message_content.text"):
-            entry.setdefault("parts", []).append(str(value))
-    out = []
-    for index in sorted(found):
-        entry = found[index]
-        content = entry.get("content")
-        if content is None and entry.get("parts"):
-            content = "\n".join(entry["parts"])
-        out.append((_role(entry.get("role")), _content_text(content)))
-    return out
+    return [(_role(found[i].get("role")), _content_text(found[i].get("content"))) for i in sorted(found)]
 
 
 def _role(value: Any) -> str:

@@ -201,11 +201,26 @@ def _bound(text: str, limit: int) -> str:
 
 
 def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
-    """Attributes as a dict, at most ``max_attributes_per_span``; also the number dropped."""
+    """Attributes as a dict, at most ``max_attributes_per_span``; also the number dropped.
+
+    The common scalar cases are handled inline: this loop runs for every attribute of every span.
+    """
     out: dict[str, Any] = {}
+    limit = limits.max_attribute_chars
     kv: KeyValue
     for kv in kvs[: limits.max_attributes_per_span]:
-        out[_bound(kv.key, 1024)] = any_value(kv.value, limits)
+        key = kv.key if len(kv.key) <= 1024 else _bound(kv.key, 1024)
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            text = value.string_value
+            out[key] = text if len(text) <= limit else _bound(text, limit)
+        elif kind == "int_value":
+            out[key] = value.int_value
+        elif kind == "bool_value":
+            out[key] = value.bool_value
+        else:
+            out[key] = any_value(value, limits)
     return out, max(0, len(kvs) - limits.max_attributes_per_span)
 
 

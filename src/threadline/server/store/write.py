@@ -27,6 +27,16 @@ from threadline.server.store import schema as t
 from threadline.server.store.records import SpanRecord
 
 _TEXT_MAX_RANK = 2**62
+_SPAN_COLUMNS = ("project_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "status",
+                 "status_message", "input", "output", "model", "prompt_tokens", "completion_tokens", "total_tokens",
+                 "cost", "attributes", "events")
+_SQLITE_INSERT_SPAN = (
+    f"INSERT INTO spans ({', '.join(_SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(_SPAN_COLUMNS))})"
+)
+_TRACE_FIELDS = ("session_id", "user_id", "root_span_id", "root_name", "start_ns", "end_ns", "spans", "errors", "error",
+                 "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input", "output",
+                 "input_rank", "output_rank")
+_UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
 
 
 @dataclass(slots=True)
@@ -169,6 +179,9 @@ class BatchWriter:
     def _insert_spans(
         self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
     ) -> set[tuple[int, str, str]]:
+        """Insert the spans that are not stored yet; return the keys of those inserted."""
+        if self.dialect == "sqlite":
+            return self._insert_spans_sqlite(tx, unique)
         rows = [
             {"project_id": key[0], "trace_id": r.trace_id, "span_id": r.span_id, "parent_span_id": r.parent_span_id,
              "name": r.name, "kind": r.kind, "start_ns": r.start_ns, "end_ns": r.end_ns, "status": r.status,
@@ -178,10 +191,41 @@ class BatchWriter:
              "events": r.events_json}
             for key, r in unique.items()
         ]
+        # RETURNING is exact even with concurrent writers: a conflicting row waits for the other
+        # transaction and is then skipped.
         stmt = self._insert(t.spans).on_conflict_do_nothing(
             index_elements=["project_id", "trace_id", "span_id"]
         ).returning(t.spans.c.project_id, t.spans.c.trace_id, t.spans.c.span_id)
         return {(row[0], row[1], row[2]) for row in tx.execute(stmt, rows)}
+
+    def _insert_spans_sqlite(
+        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
+    ) -> set[tuple[int, str, str]]:
+        # SQLite serializes writers (BEGIN IMMEDIATE), so "which of these exist" read inside the
+        # transaction is exact; a plain executemany is much cheaper than INSERT … RETURNING.
+        traces: dict[int, set[str]] = defaultdict(set)
+        for pid, trace_id, _span_id in unique:
+            traces[pid].add(trace_id)
+        existing: set[tuple[int, str, str]] = set()
+        for pid, trace_ids in traces.items():
+            ordered = sorted(trace_ids)
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for trace_id, span_id in tx.exec_driver_sql(
+                    f"SELECT trace_id, span_id FROM spans WHERE project_id = ? AND trace_id IN ({marks})",
+                    (pid, *chunk),
+                ):
+                    existing.add((pid, trace_id, span_id))
+        fresh = [key for key in unique if key not in existing]
+        if fresh:
+            tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [
+                (key[0], r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.start_ns, r.end_ns, r.status,
+                 r.status_message, r.input, r.output, r.model, r.prompt_tokens, r.completion_tokens,
+                 r.total_tokens, r.cost, r.attributes_json, r.events_json)
+                for key in fresh for r in (unique[key],)
+            ])
+        return set(fresh)
 
     def _merge_traces(
         self, tx: Connection, by_trace: dict[tuple[int, str], list[SpanRecord]]
@@ -218,11 +262,10 @@ class BatchWriter:
     def _update_traces(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
     ) -> None:
-        names = [n for n in TraceState.__slots__ if n not in ("id", "project_id", "trace_id")]  # type: ignore[attr-defined]
-        stmt = update(t.traces).where(t.traces.c.id == bindparam("b_id")).values(
-            {n: bindparam(f"b_{n}") for n in names})
-        rows = [{"b_id": s.id, **{f"b_{n}": getattr(s, n) for n in names}} for s in news.values()]
-        tx.execute(stmt, rows)
+        tx.exec_driver_sql(
+            _UPDATE_TRACE.replace("?", "%s") if self.dialect == "postgresql" else _UPDATE_TRACE,
+            [(*(getattr(s, n) for n in _TRACE_FIELDS), s.id) for s in news.values()],
+        )
 
     def _update_search(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
