@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import OperationalError
 
+from threadline.server.demo.command import demo_command
 from threadline.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ def load_settings(**overrides: Any) -> Settings:
 @click.version_option(package_name="threadline")
 def cli() -> None:
     """Threadline: sessions, users and traces of LLM applications."""
+
+
+cli.add_command(demo_command, "demo")
 
 
 @cli.command()
