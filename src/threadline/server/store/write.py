@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, bindparam, case, func, select, text, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from threadline.server.store import schema as t
@@ -36,6 +36,10 @@ _SQLITE_INSERT_SPAN = (
 _TRACE_FIELDS = ("session_id", "user_id", "root_span_id", "root_name", "start_ns", "end_ns", "spans", "errors", "error",
                  "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input", "output",
                  "input_rank", "output_rank")
+_SQLITE_INSERT_TRACE = (
+    "INSERT INTO traces (project_id, trace_id, start_ns, end_ns, spans, errors, llm_calls, prompt_tokens, "
+    "completion_tokens, total_tokens, cost) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0.0)"
+)
 _UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
 
 
@@ -236,9 +240,19 @@ class BatchWriter:
              "total_tokens": 0, "cost": 0.0}
             for (pid, tid), spans in by_trace.items()
         ]
-        stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
-            t.traces.c.project_id, t.traces.c.trace_id)
-        created = {(row[0], row[1]) for row in tx.execute(stmt, skeletons)}
+        if self.dialect == "sqlite":
+            # A trace row is created in the transaction that stores its first span, and SQLite
+            # writers are serialized: the traces without a row yet are exactly the new ones.
+            created = set(by_trace) - self._existing_traces(tx, by_trace)
+            if created:
+                tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [
+                    (row["project_id"], row["trace_id"], row["start_ns"], row["end_ns"]) for row in skeletons
+                    if (row["project_id"], row["trace_id"]) in created
+                ])
+        else:
+            stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
+                t.traces.c.project_id, t.traces.c.trace_id)
+            created = {(row[0], row[1]) for row in tx.execute(stmt, skeletons)}
         olds: dict[tuple[int, str], TraceState | None] = {}
         news: dict[tuple[int, str], TraceState] = {}
         cols = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
@@ -259,6 +273,21 @@ class BatchWriter:
             _merge_spans(news[key], spans, fresh=key in created)
         return olds, news, created
 
+    def _existing_traces(self, tx: Connection, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+        per_project: dict[int, list[str]] = defaultdict(list)
+        for pid, trace_id in keys:
+            per_project[pid].append(trace_id)
+        found: set[tuple[int, str]] = set()
+        for pid, trace_ids in per_project.items():
+            for start in range(0, len(trace_ids), 500):
+                chunk = trace_ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for (trace_id,) in tx.exec_driver_sql(
+                    f"SELECT trace_id FROM traces WHERE project_id = ? AND trace_id IN ({marks})", (pid, *chunk)
+                ):
+                    found.add((pid, trace_id))
+        return found
+
     def _update_traces(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
     ) -> None:
@@ -274,13 +303,12 @@ class BatchWriter:
             return  # PostgreSQL: generated tsvector column
         changed = [s for k, s in news.items() if olds[k] is None or (olds[k].input, olds[k].output) != (  # type: ignore[union-attr]
             s.input, s.output)]
-        stale = [{"id": s.id} for s in changed if olds[(s.project_id, s.trace_id)] is not None]
+        stale = [(s.id,) for s in changed if olds[(s.project_id, s.trace_id)] is not None]
         if stale:
-            tx.execute(text("DELETE FROM trace_text WHERE rowid = :id"), stale)
-        fresh = [{"id": s.id, "input": s.input or "", "output": s.output or ""} for s in changed
-                 if s.input or s.output]
+            tx.exec_driver_sql("DELETE FROM trace_text WHERE rowid = ?", stale)
+        fresh = [(s.id, s.input or "", s.output or "") for s in changed if s.input or s.output]
         if fresh:
-            tx.execute(text("INSERT INTO trace_text (rowid, input, output) VALUES (:id, :input, :output)"), fresh)
+            tx.exec_driver_sql("INSERT INTO trace_text (rowid, input, output) VALUES (?, ?, ?)", fresh)
 
     def _apply_sessions(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState],
