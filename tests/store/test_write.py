@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -22,7 +21,7 @@ def record(trace: str, span: str, parent: str | None, start: int, **kw: object) 
         input=None, output=None, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
         cost=0.0, error=None, attributes_json="{}", events_json="[]",
     )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return base._replace(**kw)
 
 
 def generate(seed: int) -> list[SpanRecord]:
