@@ -11,11 +11,13 @@ import logging
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from threadline.server.evals.lifecycle import Lifecycle
 from threadline.server.ingest.service import IngestService
 from threadline.server.settings import Settings
 from threadline.server.store.engine import Store, open_store
 from threadline.server.web import otlp
-from threadline.server.web.api import projects, sessions, traces, users
+from threadline.server.web.api import annotations as annotations_api
+from threadline.server.web.api import lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 
 log = logging.getLogger("threadline")
@@ -28,14 +30,17 @@ class Runtime:
         self.settings = settings
         self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self.ingest = IngestService(settings, self.store)
+        self.lifecycle = Lifecycle(settings, self.store)
         self.background: list[object] = []
 
     def start(self) -> None:
         """Start the writer, the decode workers and background loops."""
         self.ingest.start()
+        self.lifecycle.start()
 
     def stop(self) -> None:
         """Flush and stop everything, then close the store."""
+        self.lifecycle.stop()
         self.ingest.stop()
         self.store.dispose()
 
@@ -65,6 +70,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(otlp.router)
     app.include_router(projects.router)
+    app.include_router(annotations_api.router)  # before sessions: /sessions/{id:path}/breakdown
+    app.include_router(lifecycle.router)
+    app.include_router(metrics.router)
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(traces.router)
