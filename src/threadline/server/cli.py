@@ -18,6 +18,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from sqlalchemy.exc import OperationalError
 
 from threadline.server.demo.command import demo_command
+from threadline.server.evals.commands import eval_group, metrics_command
 from threadline.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def cli() -> None:
 
 
 cli.add_command(demo_command, "demo")
+cli.add_command(eval_group, "eval")
+cli.add_command(metrics_command, "metrics")
 
 
 @cli.command()

@@ -69,3 +69,11 @@ def count_sessions(
     if session_ids is not None:
         conditions.append(s.c.session_id.in_(list(session_ids)))
     return int(conn.execute(select(func.count()).select_from(s).where(*conditions)).scalar_one())
+
+
+def session_state(conn: Connection, project_id: int, session_id: str) -> tuple[int, int | None] | None:
+    """``(last_activity_ns, closed_ns)`` of a session, or ``None`` when there is no such session."""
+    s = t.sessions
+    row = conn.execute(select(s.c.last_activity_ns, s.c.closed_ns).where(
+        s.c.project_id == project_id, s.c.session_id == session_id)).first()
+    return (row.last_activity_ns, row.closed_ns) if row is not None else None

@@ -1,0 +1,320 @@
+"""Metrics grouped by session, user, model, tag or day: counts, sums, means and percentiles.
+
+A metric is written ``agg(field)``:
+
+* turn fields — ``tokens``, ``prompt_tokens``, ``completion_tokens``, ``cost``, ``latency`` (ms),
+  ``errors`` (1 for a failed turn), ``llm_calls``, ``spans`` — aggregated over the group's turns
+  (grouped by ``model``: over that model's LLM calls);
+* session fields — ``turns`` (turns per session), ``duration`` (ms) — over the group's sessions;
+* ``score:NAME`` / ``turn_score:NAME`` — scores of annotations ``NAME`` on the group's sessions / turns;
+* ``count(turns)``, ``count(sessions)``, ``count(users)`` — distinct turns, sessions, users;
+* ``rate(label:NAME=LABEL)`` / ``rate(turn_label:NAME=LABEL)`` — share of the group's session / turn
+  annotations ``NAME`` (with a label) whose label is ``LABEL``.
+
+Aggregations: ``count sum mean min max p50 p90 p95 p99`` (percentiles interpolate linearly
+between closest ranks). Turns are selected by their start time (``start``/``end``) and the filters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from threadline import conventions as cv
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.projects import project_id
+from threadline.server.query.timeconv import percentile, to_ns
+from threadline.server.store import schema as t
+
+GROUPS = ("session", "user", "model", "tag", "day")
+TURN_FIELDS = ("tokens", "prompt_tokens", "completion_tokens", "cost", "latency", "errors", "llm_calls", "spans")
+SESSION_FIELDS = ("turns", "duration")
+AGGREGATIONS = ("count", "sum", "mean", "min", "max", "p50", "p90", "p95", "p99")
+DEFAULT_METRICS = ("count(turns)", "count(sessions)", "sum(tokens)", "sum(cost)", "mean(latency)", "sum(errors)")
+_METRIC = re.compile(r"^(\w+)\((.+)\)$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A parsed metric expression."""
+
+    text: str
+    aggregation: str
+    field: str  # a turn/session field, "score", "turn_score", "label", "turn_label", or a count target
+    name: str | None = None
+    label: str | None = None
+
+
+def parse_metric(text: str) -> Metric:
+    """Parse ``agg(field)``; raise :class:`InvalidQuery` with what is allowed."""
+    match = _METRIC.match(text.strip())
+    if not match:
+        raise InvalidQuery(f"metric {text!r} is not of the form agg(field), e.g. sum(tokens) or mean(score:NAME)")
+    agg, target = match.group(1), match.group(2)
+    if agg == "rate":
+        kind, _, rest = target.partition(":")
+        if kind not in ("label", "turn_label") or "=" not in rest:
+            raise InvalidQuery(f"metric {text!r}: rate takes label:NAME=LABEL or turn_label:NAME=LABEL")
+        name, _, label = rest.rpartition("=")
+        if not name or not label:
+            raise InvalidQuery(f"metric {text!r}: both NAME and LABEL are needed")
+        return Metric(text, agg, kind, name, label)
+    if agg not in AGGREGATIONS:
+        raise InvalidQuery(f"metric {text!r}: aggregation must be one of {', '.join(AGGREGATIONS)} or rate")
+    if agg == "count" and target in ("turns", "sessions", "users"):
+        return Metric(text, agg, "count_" + target)
+    kind, sep, name = target.partition(":")
+    if sep and kind in ("score", "turn_score") and name:
+        return Metric(text, agg, kind, name)
+    if target in TURN_FIELDS or target in SESSION_FIELDS:
+        return Metric(text, agg, target)
+    raise InvalidQuery(
+        f"metric {text!r}: field must be one of {', '.join(TURN_FIELDS + SESSION_FIELDS)}, score:NAME, "
+        "turn_score:NAME (or count(turns|sessions|users), rate(label:NAME=LABEL))")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsFilter:
+    """Which turns count: start time window, and optional user, session, model, tag."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    model: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsRow:
+    """One group and its metric values (``None`` when there is nothing to aggregate)."""
+
+    group: str
+    values: dict[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsResult:
+    """Rows ordered as asked."""
+
+    group_by: str
+    metrics: list[str]
+    rows: list[MetricsRow]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """A turn (or, grouped by model, an LLM call) with its numbers."""
+
+    trace_id: str
+    session_id: str | None
+    user_id: str | None
+    values: dict[str, float]
+
+
+@dataclass(slots=True)
+class _Group:
+    units: list[_Unit] = field(default_factory=list)
+
+
+def _aggregate(agg: str, values: Sequence[float]) -> float | None:
+    if agg == "count":
+        return float(len(values))
+    if not values:
+        return None
+    if agg == "sum":
+        return round(sum(values), 8)
+    if agg == "mean":
+        return round(sum(values) / len(values), 8)
+    if agg == "min":
+        return min(values)
+    if agg == "max":
+        return max(values)
+    return percentile(list(values), int(agg[1:]) / 100)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def _tags(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return [raw]
+    return [str(x) for x in raw] if isinstance(raw, list) else []
+
+
+def compute_metrics(
+    conn: Connection, project: str, group_by: str, metrics: Sequence[str] = DEFAULT_METRICS,
+    filters: MetricsFilter | None = None, order_by: str | None = None, order: str = "desc", limit: int = 50,
+) -> MetricsResult:
+    """Metrics per group of a project's turns, ordered by ``order_by`` (a metric; default the first)."""
+    if group_by not in GROUPS:
+        raise InvalidQuery(f"group_by must be one of {', '.join(GROUPS)}, not {group_by!r}")
+    if order not in ("asc", "desc"):
+        raise InvalidQuery(f"order must be 'asc' or 'desc', not {order!r}")
+    if not 1 <= limit <= 1000:
+        raise InvalidQuery(f"limit must be between 1 and 1000, not {limit}")
+    parsed = [parse_metric(m) for m in (metrics or DEFAULT_METRICS)]
+    texts = [m.text for m in parsed]
+    if order_by is not None and order_by not in texts:
+        parsed.append(parse_metric(order_by))
+    sort_key = order_by or parsed[0].text
+    filters = filters or MetricsFilter()
+    if filters.start and filters.end and filters.start > filters.end:
+        raise InvalidQuery("start must not be after end")
+    pid = project_id(conn, project)
+    if pid is None:
+        return MetricsResult(group_by, texts, [])
+    groups = _groups(conn, pid, group_by, filters)
+    needs = {m.field for m in parsed}
+    session_rows = _sessions(conn, pid, groups) if needs & {"turns", "duration"} else {}
+    notes = _annotations(conn, pid, groups, parsed)
+    rows = []
+    for key, group in groups.items():
+        values = {m.text: _value(m, group, session_rows, notes) for m in parsed}
+        rows.append(MetricsRow(key, values))
+    present = [r for r in rows if r.values[sort_key] is not None]
+    absent = sorted((r for r in rows if r.values[sort_key] is None), key=lambda r: r.group)
+    present.sort(key=lambda r: (r.values[sort_key], r.group), reverse=order == "desc")
+    ordered = (present + absent)[:limit]
+    return MetricsResult(group_by, texts, [MetricsRow(r.group, {k: r.values[k] for k in texts}) for r in ordered])
+
+
+def _turn_query(pid: int, filters: MetricsFilter) -> Any:
+    tr = t.traces
+    query = select(tr.c.trace_id, tr.c.session_id, tr.c.user_id, tr.c.start_ns, tr.c.end_ns, tr.c.errors,
+                   tr.c.prompt_tokens, tr.c.completion_tokens, tr.c.total_tokens, tr.c.cost, tr.c.llm_calls,
+                   tr.c.spans).where(tr.c.project_id == pid)
+    if filters.start is not None:
+        query = query.where(tr.c.start_ns >= to_ns(filters.start))
+    if filters.end is not None:
+        query = query.where(tr.c.start_ns <= to_ns(filters.end))
+    if filters.user_id is not None:
+        query = query.where(tr.c.user_id == filters.user_id)
+    if filters.session_id is not None:
+        query = query.where(tr.c.session_id == filters.session_id)
+    return query
+
+
+def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -> dict[str, _Group]:
+    turns = conn.execute(_turn_query(pid, filters)).all()
+    ids = [r.trace_id for r in turns]
+    sp = t.spans
+    calls: dict[str, list[Any]] = defaultdict(list)
+    if group_by == "model" or filters.model is not None:
+        for chunk in _chunks(ids):
+            for call in conn.execute(select(sp.c.trace_id, sp.c.model, sp.c.start_ns, sp.c.end_ns, sp.c.status,
+                                         sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost)
+                                  .where(sp.c.project_id == pid, sp.c.kind == "LLM", sp.c.trace_id.in_(chunk))):
+                calls[call.trace_id].append(call)
+    tags: dict[str, set[str]] = defaultdict(set)
+    if group_by == "tag" or filters.tag is not None:
+        for chunk in _chunks(ids):
+            for tagged in conn.execute(select(sp.c.trace_id, sp.c.attributes).where(
+                    sp.c.project_id == pid, sp.c.trace_id.in_(chunk), sp.c.attributes.like(f'%"{cv.TAG_TAGS}"%'))):
+                try:
+                    attributes = json.loads(tagged.attributes)
+                except ValueError:
+                    continue
+                tags[tagged.trace_id].update(_tags(attributes.get(cv.TAG_TAGS)))
+    groups: dict[str, _Group] = defaultdict(_Group)
+    for r in turns:
+        if filters.model is not None and not any(c.model == filters.model for c in calls.get(r.trace_id, [])):
+            continue
+        if filters.tag is not None and filters.tag not in tags.get(r.trace_id, set()):
+            continue
+        turn = _Unit(r.trace_id, r.session_id, r.user_id, {
+            "tokens": r.total_tokens, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "cost": r.cost, "latency": (r.end_ns - r.start_ns) / 1e6, "errors": 1.0 if r.errors else 0.0,
+            "llm_calls": r.llm_calls, "spans": r.spans})
+        if group_by == "session":
+            if r.session_id is not None:
+                groups[r.session_id].units.append(turn)
+        elif group_by == "user":
+            if r.user_id is not None:
+                groups[r.user_id].units.append(turn)
+        elif group_by == "day":
+            day = datetime.fromtimestamp(r.start_ns / 1e9, tz=UTC).date().isoformat()
+            groups[day].units.append(turn)
+        elif group_by == "tag":
+            for tag in sorted(tags.get(r.trace_id, set())):
+                groups[tag].units.append(turn)
+        else:
+            for c in calls.get(r.trace_id, []):
+                if filters.model is not None and c.model != filters.model:
+                    continue
+                groups[c.model or "(unknown)"].units.append(_Unit(r.trace_id, r.session_id, r.user_id, {
+                    "tokens": c.total_tokens, "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens, "cost": c.cost,
+                    "latency": (c.end_ns - c.start_ns) / 1e6, "errors": 1.0 if c.status == "ERROR" else 0.0,
+                    "llm_calls": 1.0, "spans": 1.0}))
+    return dict(groups)
+
+
+def _session_ids(groups: dict[str, _Group]) -> list[str]:
+    return sorted({u.session_id for g in groups.values() for u in g.units if u.session_id is not None})
+
+
+def _sessions(conn: Connection, pid: int, groups: dict[str, _Group]) -> dict[str, tuple[int, float]]:
+    s = t.sessions
+    out: dict[str, tuple[int, float]] = {}
+    for chunk in _chunks(_session_ids(groups)):
+        for r in conn.execute(select(s.c.session_id, s.c.turns, s.c.duration_ns).where(
+                s.c.project_id == pid, s.c.session_id.in_(chunk))):
+            out[r.session_id] = (r.turns, r.duration_ns / 1e6)
+    return out
+
+
+_Notes = dict[tuple[str, str, str], list[tuple[str | None, float | None]]]
+
+
+def _annotations(conn: Connection, pid: int, groups: dict[str, _Group], metrics: Sequence[Metric]) -> _Notes:
+    """``{(target_kind, name, target_id): [(label, score), …]}`` for the annotation metrics."""
+    a = t.annotations
+    out: _Notes = defaultdict(list)
+    for kind in ("session", "trace"):
+        fields = ("score", "label") if kind == "session" else ("turn_score", "turn_label")
+        names = sorted({m.name for m in metrics if m.field in fields and m.name})
+        if not names:
+            continue
+        ids = _session_ids(groups) if kind == "session" else sorted(
+            {u.trace_id for g in groups.values() for u in g.units})
+        for chunk in _chunks(ids):
+            for r in conn.execute(select(a.c.target_id, a.c.name, a.c.label, a.c.score).where(
+                    a.c.project_id == pid, a.c.target_kind == kind, a.c.name.in_(names), a.c.target_id.in_(chunk))):
+                out[(kind, r.name, r.target_id)].append((r.label, r.score))
+    return out
+
+
+def _value(m: Metric, group: _Group, sessions: dict[str, tuple[int, float]], notes: _Notes) -> float | None:
+    units = group.units
+    session_ids = sorted({u.session_id for u in units if u.session_id is not None})
+    if m.field == "count_turns":
+        return float(len({u.trace_id for u in units}))
+    if m.field == "count_sessions":
+        return float(len(session_ids))
+    if m.field == "count_users":
+        return float(len({u.user_id for u in units if u.user_id is not None}))
+    if m.field in TURN_FIELDS:
+        return _aggregate(m.aggregation, [u.values[m.field] for u in units])
+    if m.field in SESSION_FIELDS:
+        column = 0 if m.field == "turns" else 1
+        return _aggregate(m.aggregation, [float(sessions[s][column]) for s in session_ids if s in sessions])
+    kind = "session" if m.field in ("score", "label") else "trace"
+    targets = session_ids if kind == "session" else sorted({u.trace_id for u in units})
+    found = [v for target in targets for v in notes.get((kind, m.name or "", target), [])]
+    if m.aggregation == "rate":
+        labelled = [label for label, _ in found if label is not None]
+        return round(sum(1 for x in labelled if x == m.label) / len(labelled), 8) if labelled else None
+    return _aggregate(m.aggregation, [score for _, score in found if score is not None])

@@ -1,0 +1,108 @@
+"""Session lifecycle API: close a session now; a project's idle timeout and online evaluators."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.server.evals.evaluators import get_evaluator
+from threadline.server.evals.lifecycle import idle_timeout_seconds
+from threadline.server.query.lifecycle import project_settings, session_state
+from threadline.server.query.projects import project_id
+from threadline.server.query.timeconv import to_datetime
+from threadline.server.settings import Settings
+from threadline.server.store.engine import Store
+from threadline.server.store.lifecycle import close_session, write_project_settings
+from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.serialize import rfc3339
+
+router = APIRouter(tags=["lifecycle"])
+
+
+class ProjectSettingsIn(BaseModel):
+    """A project's session settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout_seconds: float | None = Field(
+        default=None, ge=0, description="Idle time after which a session closes; 0: never; null: server default")
+    online_evaluators: list[str] = Field(
+        default_factory=list, max_length=20, description="Evaluators run on every session when it closes")
+
+
+def _body(settings: Settings, stored: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "idle_timeout_seconds": stored.get("idle_timeout_seconds"),
+        "online_evaluators": list(stored.get("online_evaluators") or []),
+        "effective_idle_timeout_seconds": idle_timeout_seconds(settings, stored),
+    }
+
+
+@router.post("/v1/projects/{project}/sessions/{session_id:path}/close", summary="Close a session now")
+def close(project: str, session_id: str, request: Request) -> JSONResponse:
+    """Close a session (a new turn re-opens it); the project's online evaluators then run on it."""
+    store: Store = request.app.state.store
+    with store.write() as tx:
+        pid = project_id(tx, project)
+        outcome = close_session(tx, pid, session_id, time.time_ns()) if pid is not None else None
+    if outcome is None:
+        raise ApiError(404, "session_not_found", f"no session {session_id!r} in project {project!r}")
+    runtime = getattr(request.app.state, "runtime", None)
+    lifecycle = getattr(runtime, "lifecycle", None)
+    if lifecycle is not None:
+        lifecycle.wake()
+    return JSONResponse({"session_id": session_id, "closed": True, "already_closed": not outcome})
+
+
+@router.get("/v1/projects/{project}/sessions/{session_id:path}/state", summary="Is a session open or closed")
+def state(project: str, session_id: str, conn: ReadConn) -> JSONResponse:
+    """``{session_id, closed, closed_at, last_activity_at}`` (times RFC 3339; ``closed_at`` null when open)."""
+    pid = project_id(conn, project)
+    found = session_state(conn, pid, session_id) if pid is not None else None
+    if found is None:
+        raise ApiError(404, "session_not_found", f"no session {session_id!r} in project {project!r}")
+    activity, closed = found
+    return JSONResponse({"session_id": session_id, "closed": closed is not None,
+                         "closed_at": rfc3339(to_datetime(closed)) if closed is not None else None,
+                         "last_activity_at": rfc3339(to_datetime(activity))})
+
+
+@router.get("/v1/projects/{project}/settings", summary="A project's session settings")
+def get_settings(project: str, request: Request) -> JSONResponse:
+    """Idle timeout (own and effective) and online evaluators."""
+    store: Store = request.app.state.store
+    with store.read() as conn:
+        pid = project_id(conn, project)
+        if pid is None:
+            raise ApiError(404, "project_not_found", f"no project {project!r}")
+        stored = project_settings(conn, pid)
+    return JSONResponse(_body(request.app.state.settings, stored))
+
+
+@router.put("/v1/projects/{project}/settings", summary="Change a project's session settings")
+def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSONResponse:
+    """Replace the idle timeout and the online evaluators (unknown evaluators: 400)."""
+    for name in body.online_evaluators:
+        try:
+            get_evaluator(name)
+        except KeyError as exc:
+            raise ApiError(400, "unknown_evaluator", str(exc.args[0])) from exc
+    store: Store = request.app.state.store
+    with store.write() as tx:
+        pid = project_id(tx, project)
+        if pid is None:
+            raise ApiError(404, "project_not_found", f"no project {project!r}")
+        stored = project_settings(tx, pid)
+        stored["idle_timeout_seconds"] = body.idle_timeout_seconds
+        stored["online_evaluators"] = list(dict.fromkeys(body.online_evaluators))
+        write_project_settings(tx, pid, stored)
+    runtime = getattr(request.app.state, "runtime", None)
+    lifecycle = getattr(runtime, "lifecycle", None)
+    if lifecycle is not None:
+        lifecycle.wake()
+    return JSONResponse(_body(request.app.state.settings, stored))
