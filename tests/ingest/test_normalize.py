@@ -104,8 +104,18 @@ def test_plain_text_and_unknown_json_are_kept() -> None:
 def test_hostile_message_index_is_not_amplified() -> None:
     attrs = {"llm.input_messages.4294967295.message.role": "user",
              "llm.input_messages.4294967295.message.content": "deep",
-             "llm.input_messages.99999999999999999999.message.content": "ignored: index too long"}
-    assert flattened_messages(attrs, "llm.input_messages") == [("user", "deep")]
+             "input.value": "the real question"}
+    assert flattened_messages(attrs, "llm.input_messages") == []
+    record = normalize(span(attrs))
+    assert record.input == "the real question"
+    assert json.loads(record.attributes_json)["llm.input_messages.4294967295.message.content"] == "deep"
+
+
+def test_multimodal_message_contents_become_text() -> None:
+    attrs = {"llm.input_messages.0.message.role": "user",
+             "llm.input_messages.0.message.contents.0.message_content.text": "describe",
+             "llm.input_messages.0.message.contents.1.message_content.text": "this image"}
+    assert normalize(span({"openinference.span.kind": "LLM", **attrs})).input == "describe\nthis image"
 
 
 def test_error_message_from_exception_event() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from threadline import conventions as cv
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
@@ -58,8 +60,8 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         total_tokens=total,
         cost=cost,
         error=error,
-        attributes_json=json.dumps(attrs, ensure_ascii=False, default=str),
-        events_json=json.dumps(span.events, ensure_ascii=False, default=str),
+        attributes_json=orjson.dumps(attrs, default=str).decode(),
+        events_json=orjson.dumps(span.events, default=str).decode(),
     )
 
 
@@ -193,10 +195,10 @@ def _bound(text: str | None, limit: int) -> str | None:
 def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
     """``prefix.N.message.role/content`` attributes as an ordered list of (role, content).
 
-    OpenInference numbers messages 0, 1, 2, …: they are looked up by index (a few dict lookups
-    per message). Only when that finds nothing although message keys exist are all keys parsed;
-    indices are then sorted, never used to allocate, so a hostile index such as 4294967295 costs
-    nothing.
+    OpenInference numbers messages 0, 1, 2, …; they are looked up by index, a few dict lookups
+    per message, never by parsing every key. Indices are never used to allocate: a hostile key
+    such as ``llm.input_messages.4294967295.message.content`` is stored with the span's
+    attributes but does not become turn text.
     """
     out: list[tuple[str, str | None]] = []
     index = 0
@@ -204,41 +206,22 @@ def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, st
         base = f"{prefix}.{index}."
         role = attrs.get(base + cv.MESSAGE_ROLE)
         content = attrs.get(base + cv.MESSAGE_CONTENT)
-        if role is None and content is None:
-            if base + cv.MESSAGE_CONTENTS + ".0.message_content.text" not in attrs:
-                break
+        if content is None:
             content = _content_parts(attrs, base)
+            if role is None and content is None:
+                return out
         out.append((_role(role), _content_text(content)))
         index += 1
-    if out or not any(key.startswith(prefix + ".") for key in attrs):
-        return out
-    return _sparse_messages(attrs, prefix)
 
 
 def _content_parts(attrs: dict[str, Any], base: str) -> str | None:
+    """Text parts of a multimodal message (``message.contents.K.message_content.text``)."""
     parts = []
     part = 0
     while (text := attrs.get(f"{base}{cv.MESSAGE_CONTENTS}.{part}.message_content.text")) is not None:
         parts.append(str(text))
         part += 1
     return "\n".join(parts) or None
-
-
-def _sparse_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
-    found: dict[int, dict[str, Any]] = {}
-    start = prefix + "."
-    for key, value in attrs.items():
-        if not key.startswith(start):
-            continue
-        index_text, _, rest = key[len(start):].partition(".")
-        if not index_text.isdigit() or len(index_text) > 12:
-            continue
-        entry = found.setdefault(int(index_text), {})
-        if rest == cv.MESSAGE_ROLE:
-            entry["role"] = value
-        elif rest == cv.MESSAGE_CONTENT:
-            entry["content"] = value
-    return [(_role(found[i].get("role")), _content_text(found[i].get("content"))) for i in sorted(found)]
 
 
 def _role(value: Any) -> str:
