@@ -113,6 +113,8 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         raise DecodeError(f"body is not valid {encoding}: {exc}") from exc
     if len(out) > limit or inflater.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed body exceeds the {limit}-byte limit")
+    if not inflater.eof:
+        raise DecodeError(f"{encoding} body is truncated: the compressed stream does not end")
     return out
 
 
