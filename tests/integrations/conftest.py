@@ -7,6 +7,7 @@ tracer provider and uninstruments when it ends.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,11 @@ from sdk.api_client import ThreadlineApi
 from support.databases import fresh_database
 from support.fake_providers import Exchange, FakeProvider
 from support.server import ServerProcess
+
+
+# Read at import time by LiteLLM (DSPy): use the bundled model cost map, send no telemetry.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
 
 @pytest.fixture(params=["sqlite"])
@@ -45,7 +51,6 @@ def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     monkeypatch.setenv("LITELLM_TELEMETRY", "False")
     monkeypatch.setenv("DSP_CACHEBOOL", "False")
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
 
 
 @pytest.fixture
