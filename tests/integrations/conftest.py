@@ -22,7 +22,6 @@ from support.databases import fresh_database
 from support.fake_providers import Exchange, FakeProvider
 from support.server import ServerProcess
 
-
 # Read at import time by LiteLLM (DSPy): use the bundled model cost map, send no telemetry.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_TELEMETRY", "False")

@@ -53,7 +53,7 @@ def test_langchain_metadata_names_the_session(
     answers = [chain.invoke({"question": q}, config=config) for q in ("first question", "second question")]
     other = chain.invoke({"question": "another thread"}, config={"metadata": {key: "lc-other"}})
 
-    assert answers + [other] == [e.answer for e in fake.exchanges]
+    assert [*answers, other] == [e.answer for e in fake.exchanges]
     sessions = api.sessions(project)
     assert set(sessions) == {session_id, "lc-other"}
     summary = sessions[session_id]
