@@ -6,7 +6,7 @@ Expected values are recomputed independently from the span records the test writ
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -41,7 +41,7 @@ def record(trace: str, span: str, parent: str | None, start: int, end: int, **kw
         input=None, output=None, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
         cost=0.0, error=None, attributes_json="{}", events_json="[]",
     )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return base._replace(**kw)  # type: ignore[arg-type]
 
 
 def build(seed: int = 7) -> tuple[list[SpanRecord], list[TurnFact]]:

@@ -19,6 +19,7 @@ from threadline.server.web import otlp
 from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
+from threadline.server.web.ui.views import router as ui_router
 
 log = logging.getLogger("threadline")
 
@@ -76,6 +77,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(traces.router)
+    app.include_router(ui_router)
     return app
 
 

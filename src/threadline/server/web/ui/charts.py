@@ -1,0 +1,105 @@
+"""Geometry of the inline SVG charts (built server-side; no script, no inline style).
+
+The templates draw what these functions compute: the sessions/tokens chart of the sessions
+page, the timeline strip of a conversation and the latency bars of the trace view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from threadline.server.query.overview import TimeSeries, TurnMark
+from threadline.server.web.ui.render import clock, compact, duration, timestamp
+
+CHART_WIDTH, CHART_HEIGHT = 600, 110
+STRIP_WIDTH, STRIP_HEIGHT = 1000, 28
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One rectangle (SVG user units) and its tooltip."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+    css: str = ""
+    href: str = ""
+    turn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Session bars plus a tokens line over the same buckets."""
+
+    width: int
+    height: int
+    bars: list[Bar]
+    line: str  # SVG polyline points
+    max_sessions: int
+    max_tokens: int
+    start_label: str
+    end_label: str
+    total_sessions: int
+    total_tokens: int
+
+
+def activity_chart(series: TimeSeries | None) -> Chart | None:
+    """The sessions-per-bucket bars and a tokens-per-bucket line; ``None`` without data."""
+    if series is None or not series.buckets:
+        return None
+    count = len(series.buckets)
+    slot = CHART_WIDTH / count
+    max_sessions = max(b.sessions for b in series.buckets) or 1
+    max_tokens = max(b.tokens for b in series.buckets) or 1
+    usable = CHART_HEIGHT - 6
+    bars: list[Bar] = []
+    points: list[str] = []
+    for i, bucket in enumerate(series.buckets):
+        height = usable * bucket.sessions / max_sessions
+        tip = (f"{timestamp(bucket.start)} UTC — {bucket.sessions} session{'s' if bucket.sessions != 1 else ''}, "
+               f"{compact(bucket.tokens)} tokens")
+        bars.append(Bar(x=round(i * slot + slot * 0.12, 2), y=round(CHART_HEIGHT - height, 2),
+                        width=round(slot * 0.76, 2), height=round(height, 2), title=tip))
+        y = CHART_HEIGHT - 2 - (usable - 2) * bucket.tokens / max_tokens
+        points.append(f"{round(i * slot + slot / 2, 2)},{round(y, 2)}")
+    return Chart(
+        width=CHART_WIDTH, height=CHART_HEIGHT, bars=bars, line=" ".join(points),
+        max_sessions=max(b.sessions for b in series.buckets), max_tokens=max(b.tokens for b in series.buckets),
+        start_label=timestamp(series.start), end_label=timestamp(series.end),
+        total_sessions=sum(b.sessions for b in series.buckets), total_tokens=sum(b.tokens for b in series.buckets),
+    )
+
+
+def timeline_strip(marks: list[TurnMark], loaded: set[str], trace_href: Callable[[str], str]) -> list[Bar]:
+    """One bar per turn, placed at its start time so gaps show; height grows with latency.
+
+    Failed turns are ``error``; turns slower than twice the session's median (and above one
+    second) are ``slow``. A bar links to the turn on the page when it is loaded, else to its trace
+    (the page's script retargets it once the turn is loaded).
+    """
+    if not marks:
+        return []
+    first = marks[0].start.timestamp()
+    last_end = max(m.start.timestamp() + m.latency_ms / 1000 for m in marks)
+    span = max(last_end - first, 1e-3)
+    latencies = sorted(m.latency_ms for m in marks)
+    median = latencies[len(latencies) // 2]
+    slowest = max(latencies[-1], 1.0)
+    min_width = max(2.0, min(8.0, STRIP_WIDTH / (len(marks) * 2.5)))
+    bars = []
+    for mark in marks:
+        x = (mark.start.timestamp() - first) / span * (STRIP_WIDTH - min_width)
+        width = max(min_width, mark.latency_ms / 1000 / span * STRIP_WIDTH)
+        height = 6 + (STRIP_HEIGHT - 6) * math.log1p(mark.latency_ms) / math.log1p(slowest)
+        slow = mark.latency_ms > 2 * median and mark.latency_ms > 1000
+        css = "error" if mark.error else ("slow" if slow else "ok")
+        state = "failed" if mark.error else ("slow" if slow else "ok")
+        tip = f"Turn {mark.index + 1} · {clock(mark.start)} UTC · {duration(mark.latency_ms)} · {state}"
+        href = f"#turn-{mark.index + 1}" if mark.trace_id in loaded else trace_href(mark.trace_id)
+        bars.append(Bar(x=round(x, 2), y=round(STRIP_HEIGHT - height, 2), width=round(min(width, STRIP_WIDTH - x), 2),
+                        height=round(height, 2), title=tip, css=css, href=href, turn=mark.index + 1))
+    return bars

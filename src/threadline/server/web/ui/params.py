@@ -1,0 +1,141 @@
+"""Query-string parsing for the UI pages, and links that change one parameter of the current URL.
+
+Pages take their parameters as plain strings (an empty form field is "not set", never an error)
+and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
+The names are the REST API's (``start``, ``end``, ``user_id``, ``q``, ``has_error``, ``min_turns``,
+``sort``, ``order``, ``cursor``) plus ``range``, a preset window ending now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from threadline.server.query.sessions import SessionFilter
+
+RANGES: dict[str, tuple[str, timedelta | None]] = {
+    "": ("All time", None),
+    "15m": ("Last 15 minutes", timedelta(minutes=15)),
+    "1h": ("Last hour", timedelta(hours=1)),
+    "24h": ("Last 24 hours", timedelta(hours=24)),
+    "7d": ("Last 7 days", timedelta(days=7)),
+    "30d": ("Last 30 days", timedelta(days=30)),
+    "custom": ("Custom (UTC)", None),
+}
+SESSION_SORTS = ("start_time", "end_time", "turns", "tokens", "cost", "duration", "errors")
+USER_SORTS = ("last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors")
+
+
+class BadParameter(ValueError):
+    """A query-string value the page cannot use; the message says which and why."""
+
+
+def clean(params: Mapping[str, str]) -> dict[str, str]:
+    """The non-empty parameters, stripped."""
+    return {k: v.strip() for k, v in params.items() if v is not None and v.strip()}
+
+
+def parse_time(name: str, value: str | None) -> datetime | None:
+    """RFC 3339 or ``datetime-local`` input (``2026-11-21T10:00``); naive times are UTC."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BadParameter(f"{name}: {value!r} is not a date and time like 2026-11-21T10:00") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_int(name: str, value: str | None, minimum: int = 0) -> int | None:
+    """A non-negative integer, or ``None`` when empty."""
+    if not value:
+        return None
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise BadParameter(f"{name}: {value!r} is not a whole number") from exc
+    if number < minimum:
+        raise BadParameter(f"{name}: must be at least {minimum}")
+    return number
+
+
+def parse_bool(name: str, value: str | None) -> bool | None:
+    """``true``/``false`` (also ``yes``/``no``, ``1``/``0``), or ``None`` when empty."""
+    if not value:
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise BadParameter(f"{name}: {value!r} is not true or false")
+
+
+def parse_choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (``default`` when empty)."""
+    if not value:
+        return default
+    if value not in choices:
+        raise BadParameter(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """The parsed sessions-page URL."""
+
+    filters: SessionFilter
+    range: str
+    sort: str
+    order: str
+    cursor: str | None
+    limit: int
+
+    @property
+    def live(self) -> bool:
+        """Whether new sessions may appear at the top (newest first, first page)."""
+        return self.sort == "start_time" and self.order == "desc" and self.cursor is None
+
+
+def session_query(params: Mapping[str, str], now: datetime | None = None) -> SessionQuery:
+    """Parse the sessions page's query string."""
+    p = clean(params)
+    preset = p.get("range", "")
+    if preset not in RANGES:
+        raise BadParameter(f"range: {preset!r} is not one of {', '.join(k for k in RANGES if k)}")
+    start, end = parse_time("start", p.get("start")), parse_time("end", p.get("end"))
+    window = RANGES[preset][1]
+    if window is not None:
+        start, end = (now or datetime.now(UTC)) - window, None
+    if start is not None and end is not None and start > end:
+        raise BadParameter("start must not be after end")
+    filters = SessionFilter(
+        start=start, end=end, user_id=p.get("user_id"), q=p.get("q"),
+        has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
+    )
+    return SessionQuery(
+        filters=filters, range=preset if preset else ("custom" if start or end else ""),
+        sort=parse_choice("sort", p.get("sort"), SESSION_SORTS, "start_time"),
+        order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
+        cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50,
+    )
+
+
+def link(params: Mapping[str, str], path: str, drop: tuple[str, ...] = (), **changes: str | None) -> str:
+    """``path`` with the current non-empty parameters, minus ``drop``, with ``changes`` applied."""
+    merged = {k: v for k, v in clean(params).items() if k not in drop}
+    for key, value in changes.items():
+        if value is None or value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return f"{path}?{urlencode(merged)}" if merged else path
+
+
+def sort_link(params: Mapping[str, str], path: str, column: str, current: str, order: str,
+              default_order: str = "desc") -> str:
+    """Link that sorts by ``column`` (toggling the order when it is already the sort), first page."""
+    new_order = ("asc" if order == "desc" else "desc") if column == current else default_order
+    return link(params, path, drop=("cursor",), sort=column, order=new_order)

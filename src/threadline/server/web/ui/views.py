@@ -1,0 +1,208 @@
+"""The web UI's pages. Each renders from the same ``query`` functions as the JSON API.
+
+``router`` serves ``/`` (projects), a project's sessions, one conversation, one trace, the users
+and one user, plus (included from :mod:`.fragments`) the lazy turn details, the live updates and
+the static files. Every response carries the security headers of :mod:`.render`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Connection
+
+from threadline.server.model import SessionSummary, UserSummary
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.overview import activity, overview, timeseries, turn_marks
+from threadline.server.query.projects import list_projects, project_id
+from threadline.server.query.sessions import get_session, list_sessions
+from threadline.server.query.traces import get_trace
+from threadline.server.query.users import get_user, list_users
+from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.ui import fragments
+from threadline.server.web.ui.charts import activity_chart, timeline_strip
+from threadline.server.web.ui.params import (
+    RANGES,
+    BadParameter,
+    clean,
+    link,
+    parse_choice,
+    parse_int,
+    session_query,
+    sort_link,
+)
+from threadline.server.web.ui.render import SECURITY_HEADERS, html_response, url_part
+from threadline.server.web.ui.spans import exception_events, messages, span_tree
+
+router = APIRouter(include_in_schema=False)
+router.include_router(fragments.router)
+
+TURNS_PER_PAGE = 100
+
+
+def annotation_names(rows: Iterable[SessionSummary | UserSummary]) -> list[str]:
+    """The annotation names present on a page of rows (one column each)."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row.annotations)
+    return sorted(names)
+
+
+def base_context(request: Request, conn: Connection, project: str | None, tab: str) -> dict[str, Any]:
+    """What every page's layout needs: the project picker, the active tab and URL helpers."""
+    params = dict(request.query_params)
+    path = request.url.path
+    return {
+        "project": project, "tab": tab, "projects": [p.name for p in list_projects(conn)], "params": params,
+        "path": path, "link": lambda **changes: link(params, path, **changes),
+        "drop_link": lambda *names: link(params, path, drop=names),
+    }
+
+
+def problem(request: Request, conn: Connection, project: str | None, status: int, title: str,
+            message: str, tab: str = "") -> HTMLResponse:
+    """An error page (400 for a bad parameter, 404 for something that does not exist)."""
+    return html_response("error.html", status_code=status, title=title, message=message,
+                         **base_context(request, conn, project, tab))
+
+
+def unknown_project(request: Request, conn: Connection, project: str) -> HTMLResponse:
+    """The 404 page for a project without data."""
+    return problem(request, conn, None, 404, "Project not found",
+                   f"There is no project named “{project}” yet. It appears as soon as it receives a span.")
+
+
+@router.get("/")
+def projects_page(request: Request, conn: ReadConn) -> HTMLResponse:
+    """Every project with its counts."""
+    return html_response("projects.html", rows=list_projects(conn), otlp_url=f"{request.base_url}v1/traces",
+                         **base_context(request, conn, None, "projects"))
+
+
+@router.get("/projects/{project}")
+def project_home(project: str) -> RedirectResponse:
+    """A project's home is its sessions."""
+    return RedirectResponse(f"/projects/{url_part(project)}/sessions", status_code=302, headers=SECURITY_HEADERS)
+
+
+@router.get("/projects/{project}/sessions")
+def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
+    """Header numbers, the activity chart and the filtered, sorted, paginated sessions table."""
+    if project_id(conn, project) is None:
+        return unknown_project(request, conn, project)
+    try:
+        query = session_query(request.query_params)
+        page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
+                             limit=min(query.limit, 500), cursor=query.cursor)
+        totals = overview(conn, project, query.filters)
+        chart = activity_chart(timeseries(conn, project, query.filters))
+    except (BadParameter, InvalidQuery) as exc:
+        return problem(request, conn, project, 400, "Cannot show these sessions", str(exc), "sessions")
+    context = base_context(request, conn, project, "sessions")
+    params = context["params"]
+    return html_response(
+        "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES,
+        columns=annotation_names(page.data), version=activity(conn, project) if query.live else "",
+        sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
+                                                           query.order, default),
+        live_url=link(params, f"/projects/{url_part(project)}/fragments/sessions") if query.live else "",
+        **context,
+    )
+
+
+@router.get("/projects/{project}/sessions/{session_id:path}", response_model=None)
+def session_page(request: Request, project: str, session_id: str, conn: ReadConn) -> Response:
+    """One conversation: totals, the timeline strip and the turns as a chat (paged for long sessions)."""
+    if not session_id:
+        return RedirectResponse(f"/projects/{url_part(project)}/sessions", status_code=302, headers=SECURITY_HEADERS)
+    turn_cursor = clean(request.query_params).get("turn_cursor")
+    try:
+        detail = get_session(conn, project, session_id, turn_limit=TURNS_PER_PAGE, turn_cursor=turn_cursor)
+    except InvalidQuery as exc:
+        return problem(request, conn, project, 400, "Cannot show this session", str(exc), "sessions")
+    if detail is None:
+        return problem(request, conn, project, 404, "Session not found",
+                       f"There is no session “{session_id}” in project “{project}”.", "sessions")
+    marks = turn_marks(conn, project, session_id)
+    loaded = {t.trace_id for t in detail.turns}
+    base = f"/projects/{url_part(project)}"
+    context = base_context(request, conn, project, "sessions")
+    more_url = link(context["params"], request.url.path, turn_cursor=detail.next_turn_cursor) \
+        if detail.next_turn_cursor else ""
+    live = detail.next_turn_cursor is None
+    return html_response(
+        "session.html", detail=detail, s=detail.summary, turns=detail.turns,
+        strip=timeline_strip(marks, loaded, lambda t: f"{base}/traces/{url_part(t)}"),
+        strip_count=len(marks), more_url=more_url, paged=turn_cursor is not None,
+        live_url=f"{base}/fragments/conversation/{url_part(session_id)}" if live else "",
+        version=activity(conn, project, session_id) if live else "",
+        **context,
+    )
+
+
+@router.get("/projects/{project}/traces/{trace_id}")
+def trace_page(request: Request, project: str, trace_id: str, conn: ReadConn) -> HTMLResponse:
+    """The span tree with a latency waterfall and one span's details."""
+    detail = get_trace(conn, project, trace_id.lower())
+    if detail is None:
+        return problem(request, conn, project, 404, "Trace not found",
+                       f"There is no trace “{trace_id}” in project “{project}”.", "sessions")
+    rows = span_tree(detail.spans)
+    selected = clean(request.query_params).get("span") or (rows[0].span.span_id if rows else "")
+    if selected not in {r.span.span_id for r in rows} and rows:
+        selected = rows[0].span.span_id
+    start = min((s.start_time for s in detail.spans), default=None)
+    end = max((s.end_time for s in detail.spans), default=None)
+    users = sorted({s.user_id for s in detail.spans if s.user_id})
+    return html_response(
+        "trace.html", trace=detail, rows=rows, selected=selected, start=start, end=end, users=users,
+        duration_ms=(end - start).total_seconds() * 1000 if start and end else None,
+        errors=sum(1 for s in detail.spans if s.status == "ERROR"),
+        messages=messages, exceptions=exception_events,
+        **base_context(request, conn, project, "sessions"),
+    )
+
+
+@router.get("/projects/{project}/users")
+def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
+    """Every user of the project: sortable, searchable, paginated."""
+    if project_id(conn, project) is None:
+        return unknown_project(request, conn, project)
+    params = clean(request.query_params)
+    try:
+        sort = parse_choice("sort", params.get("sort"), ("last_seen", "first_seen", "sessions", "turns", "tokens",
+                                                        "cost", "errors"), "last_seen")
+        order = parse_choice("order", params.get("order"), ("asc", "desc"), "desc")
+        limit = min(parse_int("limit", params.get("limit"), minimum=1) or 50, 500)
+        page = list_users(conn, project, q=params.get("q"), sort=sort, order=order, limit=limit,
+                          cursor=params.get("cursor"))
+    except (BadParameter, InvalidQuery) as exc:
+        return problem(request, conn, project, 400, "Cannot show these users", str(exc), "users")
+    context = base_context(request, conn, project, "users")
+    return html_response(
+        "users.html", page=page, sort=sort, order=order, q=params.get("q", ""), columns=annotation_names(page.data),
+        sort_link=lambda column, default="desc": sort_link(context["params"], request.url.path, column, sort,
+                                                           order, default),
+        **context,
+    )
+
+
+@router.get("/projects/{project}/users/{user_id:path}", response_model=None)
+def user_page(request: Request, project: str, user_id: str, conn: ReadConn) -> Response:
+    """One user: their totals and their sessions, newest first."""
+    if not user_id:
+        return RedirectResponse(f"/projects/{url_part(project)}/users", status_code=302, headers=SECURITY_HEADERS)
+    try:
+        detail = get_user(conn, project, user_id, cursor=clean(request.query_params).get("cursor"))
+    except InvalidQuery as exc:
+        return problem(request, conn, project, 400, "Cannot show this user", str(exc), "users")
+    if detail is None:
+        return problem(request, conn, project, 404, "User not found",
+                       f"There is no user “{user_id}” in project “{project}”.", "users")
+    context = base_context(request, conn, project, "users")
+    return html_response("user.html", detail=detail, u=detail.summary, sessions=detail.sessions,
+                         columns=annotation_names(detail.sessions), **context)
+
