@@ -9,7 +9,7 @@ Threadline: a real ``threadline serve`` subprocess; many concurrent OTLP/HTTP cl
 payloads; the clock stops when the REST API shows every span (project span count) and the sessions
 list answers. Peak RSS of the server and its decode workers is sampled from /proc.
 
-    python -m bench.ingest [--db sqlite|postgres|both] [--spans 20000] [--threads 12]
+    python -m bench.ingest [--db sqlite|postgres|both] [--spans 20000] [--threads 12] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=12, help="concurrent OTLP/HTTP clients")
     parser.add_argument("--batch", type=int, default=300, help="spans per OTLP request")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side; the best of each is reported")
     args = parser.parse_args(argv)
     console = Console(width=150)
     console.print(f"machine: {machine()}")
@@ -137,18 +138,21 @@ def main(argv: list[str] | None = None) -> None:
     size = sum(len(b.body) for b in batches)
     console.print(f"payload: {args.spans} spans in {len(batches)} requests, {size / args.spans / 1024:.1f} KiB/span, "
                   f"{size / 1024**2:.0f} MiB")
-    table = Table(title=f"Ingest, {args.spans} spans")
+    table = Table(title=f"Ingest, {args.spans} spans, best of {args.rounds} rounds")
     for column in ("database", "baseline loop spans/s", "Threadline acked spans/s", "until queryable spans/s",
                    "ratio to baseline", "503 retries", "peak RSS MB"):
         table.add_column(column, justify="right")
     for backend in backends(args.db):
-        base = baseline_sqlite(batches) if backend == "sqlite" else baseline_postgres(batches)
-        run = threadline_run(backend, batches, args.threads)
-        base_rate = args.spans / base
-        queryable_rate = args.spans / run["queryable_seconds"]
-        table.add_row(backend, f"{base_rate:,.0f}", f"{run['acked'] / run['ack_seconds']:,.0f}",
-                      f"{queryable_rate:,.0f}", f"{queryable_rate / base_rate:.0%}", f"{run['retries']:.0f}",
-                      f"{run['peak_rss'] / 1024**2:.0f}")
+        base_seconds, runs = [], []
+        for _ in range(args.rounds):  # alternate, keep the best of each: the machine may be busy
+            base_seconds.append(baseline_sqlite(batches) if backend == "sqlite" else baseline_postgres(batches))
+            runs.append(threadline_run(backend, batches, args.threads))
+        base_rate = args.spans / min(base_seconds)
+        best = min(runs, key=lambda r: r["queryable_seconds"])
+        queryable_rate = args.spans / best["queryable_seconds"]
+        table.add_row(backend, f"{base_rate:,.0f}", f"{best['acked'] / best['ack_seconds']:,.0f}",
+                      f"{queryable_rate:,.0f}", f"{queryable_rate / base_rate:.0%}", f"{best['retries']:.0f}",
+                      f"{max(r['peak_rss'] for r in runs) / 1024**2:.0f}")
     console.print(table)
 
 
