@@ -172,9 +172,9 @@ def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start
                                "data": [{"group": r.group, "values": r.values} for r in result.rows]}, indent=2))
         return
     table = Table(title=f"{project} by {group_by}")
-    table.add_column(group_by)
+    table.add_column(group_by, overflow="fold")
     for name in result.metrics:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", overflow="fold")
     for row in result.rows:
         table.add_row(row.group, *("-" if row.values[m] is None else f"{row.values[m]:.6g}" for m in result.metrics))
     Console().print(table)
