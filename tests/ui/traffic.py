@@ -27,7 +27,7 @@ P_ATTR = "\" onmouseover=\"alert('xss-attr')\" x=\""
 PAYLOADS = [P_SCRIPT, P_IMG, P_SVG, P_JS, P_TD, P_ATTR]
 XSS_PROJECT = "xss-lab"
 # Project names are path segments of the UI's URLs: these have no "/" (see test_xss).
-XSS_PROJECT_NAMES = [P_IMG, P_SVG]
+XSS_PROJECT_NAMES = ["<img src=x onerror=alert('xss-project')>", P_SVG]
 SEARCH_WORD = "zanzibar"
 
 
