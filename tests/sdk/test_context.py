@@ -421,3 +421,25 @@ def test_exit_in_a_foreign_thread_is_harmless(caplog: pytest.LogCaptureFixture) 
 
 def test_repr_names_the_values() -> None:
     assert "s-9" in repr(using_session("s-9"))
+
+
+def test_decorated_class_is_called_like_a_plain_callable() -> None:
+    @using_session("cls")
+    class Reply:
+        def __init__(self) -> None:
+            self.session = current()["session.id"]
+
+        async def __call__(self) -> str:
+            return "unused"
+
+    assert Reply().session == "cls"
+
+
+def test_decorated_partial_of_a_coroutine_function() -> None:
+    import functools
+
+    async def f(prefix: str) -> str:
+        return prefix + str(current()["session.id"])
+
+    wrapped = using_session("partial")(functools.partial(f, "p:"))
+    assert asyncio.run(wrapped()) == "p:partial"

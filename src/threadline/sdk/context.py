@@ -162,7 +162,10 @@ class _ContextHelper:
         """Decorate ``func`` so its whole body (every step of a generator) runs in this context."""
         if not callable(func):
             raise TypeError(f"{type(self).__name__}(...) decorates a callable, got {type(func).__name__}")
-        call = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "__call__", func)  # noqa: B004
+        if inspect.isclass(func) or inspect.isfunction(func) or inspect.ismethod(func):
+            call: Any = func
+        else:  # a callable object (or functools.partial): look at what calling it runs
+            call = getattr(func, "__call__", func)  # noqa: B004
         if inspect.isasyncgenfunction(func) or inspect.isasyncgenfunction(call):
             return cast(F, self._wrap_async_generator(func))
         if inspect.isgeneratorfunction(func) or inspect.isgeneratorfunction(call):
