@@ -4,22 +4,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SERVER_STAMP := $(VENV)/.server-stamp
 export THREADLINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
 .PHONY: serve test lint typecheck bench demo system-deps js-deps clean
 
-$(STAMP): pyproject.toml
+# The server alone (make serve, make demo).
+$(SERVER_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[server]'
+	touch $(SERVER_STAMP)
+
+# Everything the tests need: the server, test tools and the framework integrations.
+$(STAMP): $(SERVER_STAMP)
 	$(BIN)/python -m pip install -q -e '.[server,test,integrations]'
 	touch $(STAMP)
 
 ## serve: run Threadline on 127.0.0.1:6006 (UI, API, OTLP/HTTP), 4318 (OTLP/HTTP), 4317 (OTLP/gRPC)
-serve: $(STAMP)
+serve: $(SERVER_STAMP)
 	$(BIN)/threadline serve
 
 ## demo: fill the `demo` project of a running server with generated conversations
-demo: $(STAMP)
+demo: $(SERVER_STAMP)
 	$(BIN)/threadline demo
 
 ## system-deps: Debian packages the tests need (chromium for the browser tests)
