@@ -111,6 +111,13 @@ def timestamp(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short_time(moment: datetime | None) -> str:
+    """``Nov 21 10:00`` in UTC (tables; the full time is in the title)."""
+    if moment is None:
+        return "–"
+    return moment.astimezone(UTC).strftime("%b %d %H:%M")
+
+
 def clock(moment: datetime | None) -> str:
     """``10:00:05.123`` in UTC."""
     if moment is None:
@@ -210,7 +217,8 @@ def environment() -> Environment:
     )
     env.filters.update(
         u=url_part, duration=duration, number=number, compact=compact, usd=usd, percent=percent,
-        timestamp=timestamp, clock=clock, iso=iso, ago=ago, shorten=shorten, pretty=pretty, score=score,
+        timestamp=timestamp, short_time=short_time, clock=clock, iso=iso, ago=ago, shorten=shorten, pretty=pretty,
+        score=score,
         annotation=annotation_text,
     )
     env.globals.update(static_url=static_url)
