@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import quote
 
@@ -120,3 +121,13 @@ def test_static_files_and_fragments(http: httpx.Client, ui: UiServer) -> None:
     assert http.get(f"/projects/{PROJECT}/fragments/turn/{'0' * 32}").status_code == 404
     turn = http.get(f"/projects/{PROJECT}/fragments/turn/{ui.trace_ids['sess-012'][0]}")
     assert turn.status_code == 200 and "get_weather" in turn.text
+
+
+def test_custom_time_window_from_the_form(http: httpx.Client) -> None:
+    now = datetime.now(UTC)
+    start = (now - timedelta(minutes=150)).strftime("%Y-%m-%dT%H:%M:%S")  # datetime-local values, read as UTC
+    end = (now - timedelta(minutes=100)).strftime("%Y-%m-%dT%H:%M")
+    page = http.get(f"/projects/{PROJECT}/sessions", params={"range": "custom", "start": start, "end": end})
+    assert page.status_code == 200
+    assert re.findall(r'<tr data-href="[^"]*" data-key="([^"]*)"', page.text) == ["sess-001"]
+    assert '<option value="custom" selected>' in page.text
