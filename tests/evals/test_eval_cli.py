@@ -96,6 +96,10 @@ def test_eval_run_annotates_every_session_and_turn_then_skips(env: Env) -> None:
         if not cursor:
             break
     assert got == expected
+    worst = env.client.get("/v1/projects/evals/rankings", params={
+        "name": "user_frustration", "target_kind": "session", "min_score": 0.5, "order": "asc"}).json()["data"]
+    assert [r["target_id"] for r in worst] == sorted(s for s, label in want_sessions.items() if label == "frustrated")
+    assert all(r["mean_score"] == 1.0 and r["count"] == 1 for r in worst)
 
 
 def test_eval_run_bad_input_is_a_usage_error(env: Env) -> None:
