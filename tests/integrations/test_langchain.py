@@ -20,6 +20,9 @@ from threadline import using_session, using_tags, using_user
 
 MODEL = "gpt-4o-mini"
 
+# openinference-instrumentation-langchain 0.1.80 calls message.text() (deprecated in langchain-core 1.x)
+pytestmark = pytest.mark.filterwarnings("ignore:Calling .text\\(\\) as a method is deprecated")
+
 
 def chat_model(fake: FakeProvider) -> ChatOpenAI:
     return ChatOpenAI(model=MODEL, base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)  # type: ignore[arg-type]

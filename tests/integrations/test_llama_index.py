@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.llms.openai import OpenAI
 from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
@@ -15,6 +16,9 @@ from support.fake_providers import FakeProvider
 from threadline import using_session, using_user
 
 MODEL = "gpt-4o-mini"
+
+# openinference-instrumentation-llama-index 4.6.1 still calls pydantic's deprecated .json()
+pytestmark = pytest.mark.filterwarnings("ignore:The `json` method is deprecated")
 
 
 def test_llama_index_simple_chat_engine(

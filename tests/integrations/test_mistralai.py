@@ -26,6 +26,8 @@ def test_mistral_chat_complete(
         for question in ("Bonjour, qui es-tu ?", "Et en anglais ?"):
             messages.append({"role": "user", "content": question})
             response = client.chat.complete(model=MODEL, messages=messages)
-            messages.append({"role": "assistant", "content": response.choices[0].message.content})
+            message = response.choices[0].message
+            assert message is not None
+            messages.append({"role": "assistant", "content": message.content})
     assert [m["content"] for m in messages[1::2]] == [e.answer for e in fake.exchanges]
     assert_conversation(api, project, "mistral-conv", "max", fake.exchanges, model=MODEL)

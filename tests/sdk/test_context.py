@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -296,7 +296,7 @@ def test_decorated_generator_send_throw_close_and_return_value() -> None:
     closed: list[str | None] = []
 
     @using_user("g")
-    def echo() -> Iterator[str]:
+    def echo() -> Generator[str, str, None]:
         received = yield "ready"
         try:
             while True:
@@ -315,7 +315,7 @@ def test_decorated_generator_send_throw_close_and_return_value() -> None:
     assert current() == {}
 
     @using_user("g")
-    def returns() -> Iterator[int]:
+    def returns() -> Generator[int, None, int]:
         yield 1
         return 99
 
@@ -346,7 +346,7 @@ def test_decorated_async_generator_athrow_and_aclose() -> None:
     finalised: list[str | None] = []
 
     @using_session("ag")
-    async def gen() -> AsyncIterator[str]:
+    async def gen() -> AsyncGenerator[str, None]:
         try:
             while True:
                 try:
