@@ -7,6 +7,7 @@ the static files. Every response carries the security headers of :mod:`.render`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
-from threadline.server.model import SessionSummary, UserSummary
+from threadline.server.model import SessionSummary, Turn, UserSummary
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks
 from threadline.server.query.projects import list_projects, project_id
@@ -41,6 +42,20 @@ router = APIRouter(include_in_schema=False)
 router.include_router(fragments.router)
 
 TURNS_PER_PAGE = 100
+WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def search_words(q: str | None) -> list[str]:
+    """The words of a message search, lower-cased (as the full-text index splits them)."""
+    return [w.lower() for w in WORD.findall(q or "")][:16]
+
+
+def turn_matches(turn: Turn, words: list[str]) -> bool:
+    """Whether every word of the search occurs (as a prefix of a word) in the turn's text."""
+    if not words:
+        return False
+    found = {w.lower() for w in WORD.findall(f"{turn.input or ''} {turn.output or ''}")}
+    return all(any(f.startswith(w) for f in found) for w in words)
 
 
 def annotation_names(rows: Iterable[SessionSummary | UserSummary]) -> list[str]:
@@ -104,7 +119,7 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
     context = base_context(request, conn, project, "sessions")
     params = context["params"]
     return html_response(
-        "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES,
+        "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES, q=query.filters.q or "",
         columns=annotation_names(page.data), version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
                                                            query.order, default),
@@ -119,6 +134,7 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
     if not session_id:
         return RedirectResponse(f"/projects/{url_part(project)}/sessions", status_code=302, headers=SECURITY_HEADERS)
     turn_cursor = clean(request.query_params).get("turn_cursor")
+    words = search_words(clean(request.query_params).get("q"))
     try:
         detail = get_session(conn, project, session_id, turn_limit=TURNS_PER_PAGE, turn_cursor=turn_cursor)
     except InvalidQuery as exc:
@@ -136,7 +152,8 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
     return html_response(
         "session.html", detail=detail, s=detail.summary, turns=detail.turns,
         strip=timeline_strip(marks, loaded, lambda t: f"{base}/traces/{url_part(t)}"),
-        strip_count=len(marks), more_url=more_url, paged=turn_cursor is not None,
+        strip_count=len(marks), more_url=more_url, paged=turn_cursor is not None, words=words,
+        matches=[t.index for t in detail.turns if turn_matches(t, words)],
         live_url=f"{base}/fragments/conversation/{url_part(session_id)}" if live else "",
         version=activity(conn, project, session_id) if live else "",
         **context,

@@ -239,6 +239,41 @@
     }).catch(function () { window.location.assign(more.href); });
   });
 
+  // --- search hits: mark the words in the matching turns (DOM text nodes only) -----------------
+  function highlight(root, words) {
+    const pattern = new RegExp("(" + words.map(function (w) {
+      return w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    }).join("|") + ")", "gi");
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    nodes.forEach(function (node) {
+      const parts = node.nodeValue.split(pattern);
+      if (parts.length < 2) return;
+      const fragment = document.createDocumentFragment();
+      parts.forEach(function (part, i) {
+        if (i % 2 === 1) {
+          const mark = document.createElement("mark");
+          mark.textContent = part;
+          fragment.appendChild(mark);
+        } else if (part) {
+          fragment.appendChild(document.createTextNode(part));
+        }
+      });
+      node.parentNode.replaceChild(fragment, node);
+    });
+  }
+
+  const searched = document.querySelector("#turns[data-highlight]");
+  if (searched) {
+    const words = searched.dataset.highlight.split(/\s+/).filter(Boolean);
+    if (words.length) {
+      searched.querySelectorAll(".turn.match .bubble .text").forEach(function (el) { highlight(el, words); });
+      const first = searched.querySelector(".turn.match");
+      if (first && !window.location.hash) first.scrollIntoView({ block: "start" });
+    }
+  }
+
   // --- trace view: select a span without a reload ---------------------------------------------
   document.addEventListener("click", function (event) {
     const link = event.target.closest("a[data-select-span]");
