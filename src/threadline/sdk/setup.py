@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
@@ -95,7 +95,8 @@ def register(
 
     Returns:
         The provider; call ``force_flush()`` / ``shutdown()`` on it before a short script exits,
-        and pass it as ``tracer_provider=`` to OpenInference instrumentors.
+        and pass it as ``tracer_provider=`` to OpenInference instrumentors. Its ``force_flush()``
+        returns ``False`` when a span ended since the previous flush could not be exported.
     """
     project = project_name if project_name is not None else os.environ.get(PROJECT_ENV) or DEFAULT_PROJECT
     if not isinstance(project, str) or not project.strip():
@@ -115,7 +116,7 @@ def register(
     exporter = EndpointReportingExporter(
         _exporter(resolved_protocol, url, export_headers, timeout), url, resolved_protocol
     )
-    provider = TracerProvider(resource=Resource.create({conventions.PROJECT_NAME: project}))
+    provider = _ReportingTracerProvider(exporter, resource=Resource.create({conventions.PROJECT_NAME: project}))
     provider.add_span_processor(ContextAttributesSpanProcessor())
     provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
     if set_global:
@@ -133,6 +134,8 @@ class EndpointReportingExporter(SpanExporter):
         self.protocol = protocol
         #: The outcome of the last export (``None`` before the first one).
         self.last_result: SpanExportResult | None = None
+        #: How many exports have failed so far.
+        self.failures = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export through the wrapped exporter; log clearly when it fails."""
@@ -142,6 +145,7 @@ class EndpointReportingExporter(SpanExporter):
             _logger.exception("threadline: exporting %d span(s) to %s raised", len(spans), self.endpoint)
             result = SpanExportResult.FAILURE
         if result is SpanExportResult.FAILURE:
+            self.failures += 1
             _logger.error(
                 "threadline: could not export %d span(s) to %s (%s); is Threadline running there "
                 "(`threadline serve`), and is THREADLINE_ENDPOINT right?",
@@ -157,6 +161,23 @@ class EndpointReportingExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Flush the wrapped exporter."""
         return self.inner.force_flush(timeout_millis)
+
+
+class _ReportingTracerProvider(TracerProvider):
+    """A TracerProvider whose ``force_flush()`` also says whether the exports since the last one worked."""
+
+    def __init__(self, exporter: EndpointReportingExporter, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._exporter = exporter
+        self._failures_seen = 0
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush every processor; ``False`` if that timed out or any export since the last flush failed."""
+        flushed = super().force_flush(timeout_millis)
+        failures = self._exporter.failures
+        new_failures = failures - self._failures_seen
+        self._failures_seen = failures
+        return flushed and new_failures == 0
 
 
 def _protocol(protocol: str | None, endpoint: str | None) -> Protocol:
