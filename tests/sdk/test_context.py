@@ -443,3 +443,17 @@ def test_decorated_partial_of_a_coroutine_function() -> None:
 
     wrapped = using_session("partial")(functools.partial(f, "p:"))
     assert asyncio.run(wrapped()) == "p:partial"
+
+
+def test_interoperates_with_openinference_helpers() -> None:
+    from openinference.instrumentation import using_metadata as oi_using_metadata
+    from openinference.instrumentation import using_session as oi_using_session
+
+    with oi_using_session("oi-session"), using_user("tl-user"):
+        assert current() == {"session.id": "oi-session", "user.id": "tl-user"}
+        with using_session("tl-session"):
+            assert current()["session.id"] == "tl-session"
+        assert current()["session.id"] == "oi-session"
+    with oi_using_metadata({"a": 1}), using_metadata({"b": 2}, merge=True):
+        assert json.loads(current()["metadata"]) == {"a": 1, "b": 2}
+    assert current() == {}
