@@ -37,3 +37,18 @@ def test_bedrock_invoke_model_claude(
     assert [m["content"][0]["text"] for m in messages[1::2]] == [e.answer for e in fake.exchanges]
     assert [e.model for e in fake.exchanges] == [MODEL_ID, MODEL_ID]
     assert_conversation(api, project, "bedrock-conv", "bea", fake.exchanges, model=MODEL_ID)
+
+
+def test_bedrock_converse(
+    fake: FakeProvider, instrument: Callable[[Any], None], api: ThreadlineApi, project: str
+) -> None:
+    instrument(BedrockInstrumentor())
+    client = boto3.session.Session().client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.base_url)
+    messages: list[Any] = []
+    with using_session("bedrock-converse"), using_user("cy"):
+        for question in ("What is a sonnet?", "Write one line of one."):
+            messages.append({"role": "user", "content": [{"text": question}]})
+            response = client.converse(modelId=MODEL_ID, messages=messages, system=[{"text": "Be brief."}])
+            messages.append(response["output"]["message"])
+    assert [m["content"][0]["text"] for m in messages[1::2]] == [e.answer for e in fake.exchanges]
+    assert_conversation(api, project, "bedrock-converse", "cy", fake.exchanges, model=MODEL_ID)
