@@ -25,6 +25,8 @@ JSON = "application/json"
 OTEL_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")
 _TRUNCATION_MARK = "…[truncated by Threadline: {n} characters]"
+#: Times are stored as signed 64-bit nanoseconds (until 2262); OTLP's fixed64 can say more.
+MAX_TIME_NS = 2**63 - 1
 
 
 class DecodeError(ValueError):
@@ -233,7 +235,7 @@ def decode_request(
     limits = limits or Limits()
     request = parse_request(body, media)
     result = DecodedRequest(spans=[])
-    header_project = (project_header or "").strip() or None
+    header_project = (project_header or "").strip()[:256] or None
     for resource_spans in request.resource_spans:
         resource, _ = attributes(resource_spans.resource.attributes, limits)
         project = header_project or _project_from_resource(resource)
@@ -260,7 +262,7 @@ def decode_request(
                     status_message=_bound(span.status.message, 8192) or None,
                     attributes=attrs,
                     events=[
-                        {"name": _bound(e.name, 1024), "time_ns": int(e.time_unix_nano),
+                        {"name": _bound(e.name, 1024), "time_ns": min(int(e.time_unix_nano), MAX_TIME_NS),
                          "attributes": attributes(e.attributes, limits)[0]}
                         for e in span.events[: limits.max_events_per_span]
                     ],
@@ -283,5 +285,7 @@ def _invalid(span: Any) -> str | None:
         return f"span {span.name[:64]!r}: span_id must be 8 non-zero bytes"
     if span.start_time_unix_nano == 0:
         return f"span {span.name[:64]!r}: start_time_unix_nano is required"
+    if span.start_time_unix_nano > MAX_TIME_NS or span.end_time_unix_nano > MAX_TIME_NS:
+        return f"span {span.name[:64]!r}: times must be before 2262 (signed 64-bit nanoseconds)"
     return None
 
