@@ -9,6 +9,7 @@ the text shown for a span is the last user message of its input and the assistan
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -134,19 +135,33 @@ def user_id(attrs: dict[str, Any], metadata: dict[str, Any]) -> str | None:
     return None
 
 
+#: Largest token count taken from one span, and largest cost in USD: bigger values are hostile
+#: or broken, and would overflow the 64-bit rollups (or turn them into infinity).
+MAX_TOKENS = 10**12
+MAX_COST_USD = 1e9
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return max(0, value)
-    if isinstance(value, float) and value == value:
-        return max(0, int(value))
     if isinstance(value, str):
         try:
-            return max(0, int(float(value)))
+            value = float(value)
         except ValueError:
             return 0
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return 0
+        value = int(value)
+    if isinstance(value, int):
+        return min(MAX_TOKENS, max(0, value))
     return 0
+
+
+def _cost(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_COST_USD:
+        return float(value)
+    return None
 
 
 def token_counts(attrs: dict[str, Any]) -> tuple[int, int, int]:
@@ -161,12 +176,11 @@ def token_counts(attrs: dict[str, Any]) -> tuple[int, int, int]:
 
 def span_cost(attrs: dict[str, Any], model: str | None, prompt: int, completion: int) -> float:
     """The span's own ``llm.cost.*`` if present, else the price-table estimate."""
-    for key in (cv.LLM_COST_TOTAL,):
-        value = attrs.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-    parts = [attrs.get(cv.LLM_COST_PROMPT), attrs.get(cv.LLM_COST_COMPLETION)]
-    numbers = [float(p) for p in parts if isinstance(p, int | float) and not isinstance(p, bool) and p >= 0]
+    total = _cost(attrs.get(cv.LLM_COST_TOTAL))
+    if total is not None:
+        return total
+    numbers = [n for n in (_cost(attrs.get(cv.LLM_COST_PROMPT)), _cost(attrs.get(cv.LLM_COST_COMPLETION)))
+               if n is not None]
     if numbers:
         return sum(numbers)
     return cost_usd(model, prompt, completion)
