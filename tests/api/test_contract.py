@@ -237,3 +237,8 @@ def test_openapi_and_health(filled: Filled) -> None:
     for path in ("/v1/projects", "/v1/projects/{project}/sessions", "/v1/projects/{project}/users",
                  "/v1/projects/{project}/traces/{trace_id}", "/v1/projects/{project}/spans"):
         assert path in spec["paths"], path
+
+
+def test_no_page_loads_scripts_from_another_origin(filled: Filled) -> None:
+    for path in ("/docs", "/redoc"):
+        assert filled.client.get(path).status_code == 404

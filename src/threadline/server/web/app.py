@@ -59,6 +59,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
         title="Threadline",
         version="0.1.0",
+        # Swagger UI and ReDoc load scripts from a CDN: no page of ours requests another origin.
+        docs_url=None,
+        redoc_url=None,
         description="Sessions, users and traces of LLM applications. Lists are "
         "`{data, next_cursor}`; errors are `{error: {code, message}}`; times are RFC 3339 UTC.",
     )
