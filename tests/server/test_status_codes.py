@@ -17,6 +17,7 @@ import grpc
 import httpx
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.trace import ReadableSpan
 
 from support.otlp import (
@@ -113,6 +114,42 @@ def test_partial_success_json(limited_server: ServerProcess) -> None:
     partial = response.json()["partialSuccess"]
     assert int(partial["rejectedSpans"]) == 2 and partial["errorMessage"]
     assert Api(limited_server.base_url).project("partial-json")["spans"] == 2
+
+
+def test_hostile_numbers_are_bounded_never_a_500(limited_server: ServerProcess) -> None:
+    """Times past 2262, infinite or int64-max token counts, absurd costs: stored bounded or rejected."""
+    maker = SpanMaker("numbers")
+    hostile: list[dict[str, AnyValue]] = [
+        {"llm.token_count.prompt": AnyValue(string_value="1e400")},
+        {"llm.token_count.prompt": AnyValue(double_value=float("inf"))},
+        {"llm.token_count.prompt": AnyValue(int_value=2**63 - 1), "llm.token_count.total": AnyValue(int_value=-5)},
+        {"llm.cost.total": AnyValue(double_value=1e308)},
+        {"llm.cost.total": AnyValue(double_value=float("nan"))},
+    ]
+    for n, attributes in enumerate(hostile * 2):  # twice: the rollups must survive adding them up
+        request = encode_request(maker.turn(TurnSpec(f"q{n}", "a", session_id="numbers", prompt_tokens=1)))
+        llm = request.resource_spans[0].scope_spans[0].spans[0]
+        llm.attributes.extend(KeyValue(key=key, value=value) for key, value in attributes.items())
+        response = post(limited_server.otlp_http_url, request.SerializeToString())
+        assert response.status_code == 200, (attributes, response.text)
+    late = maker.turn(TurnSpec("late", "a", session_id="numbers", tool="clock"))  # llm, tool, agent
+    request = encode_request(late)
+    llm, tool, root = request.resource_spans[0].scope_spans[0].spans
+    llm.start_time_unix_nano = 2**64 - 1
+    tool.end_time_unix_nano = 2**63
+    root.events.add(name="far", time_unix_nano=2**64 - 1)
+    response = post(limited_server.otlp_http_url, request.SerializeToString())
+    assert response.status_code == 200
+    assert ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 2
+
+    api = Api(limited_server.base_url)
+    session = api.session("numbers", "numbers")
+    assert len(session["turns"]) == 11
+    assert [s["name"] for s in api.trace("numbers", hex_trace_id(late[0]))["spans"]] == ["agent"]
+    assert session["tokens"]["prompt"] < 2**63 - 1
+    assert 0 <= session["cost_usd"] < 1e300
+    assert api.users("numbers") == {}
+    assert api.spans("numbers")  # every listing still serializes
 
 
 # --- 400 -------------------------------------------------------------------------------------------
