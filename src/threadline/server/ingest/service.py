@@ -3,7 +3,7 @@
 ``export`` blocks until the spans are committed, then reports how many were accepted and
 rejected. Errors it raises map to status codes in the transports: ``otlp.DecodeError`` → 400,
 ``otlp.PayloadTooLarge`` → 413, ``otlp.UnsupportedContentType`` → 415, ``QueueFull`` /
-``StoreUnavailable`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
+``StoreUnavailable`` / ``prepare.WorkerLost`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
 """
 
 from __future__ import annotations

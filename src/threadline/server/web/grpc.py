@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from threadline import conventions as cv
 from threadline.server.ingest.otlp import PROTOBUF, DecodeError, PayloadTooLarge, UnsupportedContentType
+from threadline.server.ingest.prepare import WorkerLost
 from threadline.server.ingest.service import IngestService
 from threadline.server.ingest.writer import QueueFull, StoreUnavailable
 
@@ -40,7 +41,7 @@ class _TraceService(grpc.GenericRpcHandler):  # type: ignore[misc]
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except PayloadTooLarge as exc:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except (QueueFull, StoreUnavailable) as exc:
+        except (QueueFull, StoreUnavailable, WorkerLost) as exc:
             context.set_trailing_metadata((("grpc-retry-pushback-ms", "2000"),))
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry later")
         response = ExportTraceServiceResponse()

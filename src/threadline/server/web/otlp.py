@@ -20,6 +20,7 @@ from threadline.server.ingest.otlp import (
     UnsupportedContentType,
     media_type,
 )
+from threadline.server.ingest.prepare import WorkerLost
 from threadline.server.ingest.service import IngestService
 from threadline.server.ingest.writer import QueueFull, StoreUnavailable
 
@@ -69,7 +70,7 @@ async def export_traces(request: Request) -> Response:
         return _status_response(415, str(exc), media, 3)
     except DecodeError as exc:
         return _status_response(400, str(exc), media, 3)
-    except (QueueFull, StoreUnavailable) as exc:
+    except (QueueFull, StoreUnavailable, WorkerLost) as exc:
         return _status_response(503, f"{exc}; retry later", media, 14, retry)
     response = ExportTraceServiceResponse()
     if outcome.rejected:
