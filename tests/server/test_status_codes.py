@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import httpx
@@ -284,6 +287,19 @@ def test_garbage_and_bombs_do_not_disturb_valid_traffic(limited_server: ServerPr
     assert set(statuses) <= {400, 413}, sorted(set(statuses))
     assert statuses.count(400) == len(decodable_size)  # under the cap: read, decoded, refused
     assert Api(limited_server.base_url).span_ids("steady") == acknowledged
+
+
+def test_a_dead_decode_worker_costs_one_503_not_every_request(limited_server: ServerProcess) -> None:
+    assert limited_server.proc is not None
+    children = Path(f"/proc/{limited_server.proc.pid}/task/{limited_server.proc.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert workers, "the server runs one decode worker process (THREADLINE_DECODE_WORKERS=1)"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    statuses = [post(limited_server.base_url + "/v1/traces", encode_request(valid_turn("after-crash", n))
+                     .SerializeToString()).status_code for n in range(4)]
+    assert statuses[0] in (200, 503) and statuses[1:] == [200, 200, 200], statuses
+    assert Api(limited_server.base_url).project("after-crash")["traces"] == statuses.count(200)
 
 
 # --- 503 when the write queue is full ------------------------------------------------------------------
