@@ -1,0 +1,83 @@
+"""Evaluators and evaluation runs: ``GET /v1/evaluators``, ``POST``/``GET /v1/projects/{project}/eval-runs``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.server.evals.evaluators import BUILTIN, LlmEvaluator, get_evaluator
+from threadline.server.evals.jobs import EvalJobs
+from threadline.server.evals.runner import DEFAULT_IDENTIFIER, RunOptions
+from threadline.server.query.projects import project_id
+from threadline.server.store.engine import Store
+from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.errors import ApiError
+
+router = APIRouter(tags=["evals"])
+_lock = threading.Lock()
+
+
+class EvalRunIn(BaseModel):
+    """Which evaluators to run on which sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluators: list[str] = Field(min_length=1, max_length=20, description="Evaluator names (GET /v1/evaluators)")
+    session_ids: list[str] | None = Field(default=None, max_length=10_000, description="Only these sessions")
+    since: datetime | None = Field(default=None, description="Only sessions active since (RFC 3339)")
+    identifier: str = Field(default=DEFAULT_IDENTIFIER, max_length=200)
+    closed_only: bool = False
+
+
+def _jobs(request: Request) -> EvalJobs:
+    with _lock:
+        jobs: EvalJobs | None = getattr(request.app.state, "eval_jobs", None)
+        if jobs is None:
+            store: Store = request.app.state.store
+            jobs = EvalJobs(request.app.state.settings, store)
+            request.app.state.eval_jobs = jobs
+        return jobs
+
+
+@router.get("/v1/evaluators", summary="Built-in evaluators")
+def evaluators() -> JSONResponse:
+    """Name, kind (LLM or CODE), what they judge, labels and description of each built-in evaluator."""
+    out = []
+    for name, ev in sorted(BUILTIN.items()):
+        labels = list(ev.template.rails) if isinstance(ev, LlmEvaluator) else [ev.bad_label, ev.good_label]
+        out.append({"name": name, "annotator_kind": ev.annotator_kind, "judges_session": ev.judges_session,
+                    "judges_turns": ev.judges_turns, "labels": labels, "bad_label": ev.bad_label,
+                    "description": ev.description})
+    return JSONResponse({"data": out})
+
+
+@router.post("/v1/projects/{project}/eval-runs", status_code=202, summary="Start an evaluation run")
+def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -> JSONResponse:
+    """Start evaluating in the background (only what is due); poll ``GET …/eval-runs/{id}`` for progress."""
+    for name in body.evaluators:
+        try:
+            evaluator = get_evaluator(name)
+        except KeyError as exc:
+            raise ApiError(400, "unknown_evaluator", str(exc.args[0])) from exc
+        if evaluator.annotator_kind == "LLM" and not request.app.state.settings.judge_base_url:
+            raise ApiError(409, "judge_not_configured",
+                           f"evaluator {name} needs an LLM judge: set THREADLINE_JUDGE_BASE_URL on the server")
+    if project_id(conn, project) is None:
+        raise ApiError(404, "project_not_found", f"no project {project!r}")
+    job = _jobs(request).start(RunOptions(
+        project=project, evaluators=body.evaluators, since=body.since, session_ids=body.session_ids,
+        identifier=body.identifier, closed_only=body.closed_only))
+    return JSONResponse(job.as_dict(), status_code=202)
+
+
+@router.get("/v1/projects/{project}/eval-runs/{run_id}", summary="Progress and report of an evaluation run")
+def get_run(project: str, run_id: int, request: Request) -> JSONResponse:
+    """``state`` (running, done, failed), ``done``/``total`` and, when finished, the report."""
+    job = _jobs(request).get(run_id)
+    if job is None or job.options.project != project:
+        raise ApiError(404, "eval_run_not_found", f"no evaluation run {run_id} in project {project!r}")
+    return JSONResponse(job.as_dict())

@@ -1,0 +1,53 @@
+"""Evaluation runs started through the REST API, and the evaluator catalogue."""
+
+from __future__ import annotations
+
+import time
+
+from .conftest import Env
+
+
+def run_and_wait(env: Env, body: dict[str, object]) -> dict[str, object]:
+    started = env.client.post("/v1/projects/api/eval-runs", json=body)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job: dict[str, object] = env.client.get(f"/v1/projects/api/eval-runs/{run_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the evaluation run did not finish")
+
+
+def test_eval_run_through_the_api(env: Env) -> None:
+    convs = env.sent["api"]
+    turns = sum(len(c.turns) for c in convs)
+    job = run_and_wait(env, {"evaluators": ["user_frustration", "errors"]})
+    assert job["state"] == "done" and job["done"] == job["total"] == 2 * len(convs)
+    report = job["report"]
+    assert isinstance(report, dict)
+    assert report["session_annotations"] == 2 * len(convs) and report["turn_annotations"] == 2 * turns
+    assert report["failure_count"] == 0 and report["judge"]["requests"] == len(convs) + turns
+    labels = {n["target_id"]: n["label"] for n in env.annotations("api", name="user_frustration")}
+    assert labels == {**{c.session_id: "frustrated" if any(t.frustrated for t in c.turns) else "ok" for c in convs},
+                      **{t.trace_id: "frustrated" if t.frustrated else "ok" for c in convs for t in c.turns}}
+    again = run_and_wait(env, {"evaluators": ["user_frustration", "errors"],
+                               "session_ids": [c.session_id for c in convs]})
+    assert again["report"]["sessions_skipped"] == 2 * len(convs)  # type: ignore[index]
+    assert again["report"]["sessions_evaluated"] == 0  # type: ignore[index]
+    assert len(env.annotations("api")) == 2 * (len(convs) + turns)
+
+
+def test_eval_run_errors_and_catalogue(env: Env) -> None:
+    c = env.client
+    assert c.post("/v1/projects/api/eval-runs", json={"evaluators": ["nope"]}).json()["error"]["code"] == \
+        "unknown_evaluator"
+    assert c.post("/v1/projects/api/eval-runs", json={"evaluators": []}).status_code == 400
+    assert c.post("/v1/projects/nope/eval-runs", json={"evaluators": ["errors"]}).status_code == 404
+    assert c.get("/v1/projects/api/eval-runs/999999").status_code == 404
+    catalogue = {e["name"]: e for e in c.get("/v1/evaluators").json()["data"]}
+    assert set(catalogue) == {"user_frustration", "goal_completion", "helpfulness", "correctness",
+                              "tool_call_correctness", "errors", "latency", "refusals"}
+    assert catalogue["user_frustration"]["labels"] == ["frustrated", "ok"]
+    assert catalogue["user_frustration"]["judges_session"] and catalogue["user_frustration"]["judges_turns"]
