@@ -56,6 +56,20 @@ def test_retries_then_accounts_tokens_and_cost(fake: FakeJudge) -> None:
     assert judge.usage.cost_usd == pytest.approx((judge.usage.prompt_tokens * 0.15 + 10 * 0.60) / 1e6)
 
 
+def test_concurrency_is_limited(fake: FakeJudge) -> None:
+    fake.delay = 0.05
+
+    async def go() -> None:
+        judge = Judge(fake.base_url, "m", concurrency=3, backoff=0.01)
+        try:
+            await asyncio.gather(*(judge.judge("s", "Allowed labels: a, b.\n", str) for _ in range(12)))
+        finally:
+            await judge.aclose()
+
+    run(go())
+    assert len(fake.requests) == 12 and 1 <= fake.max_in_flight <= 3
+
+
 def test_gives_up_with_a_clear_error(fake: FakeJudge) -> None:
     fake.fail_always = True
 

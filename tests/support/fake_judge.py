@@ -44,6 +44,8 @@ class FakeJudge:
     garbage_next: int = 0
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,8 +75,15 @@ class FakeJudge:
                     garbage = not failing and judge.garbage_next > 0
                     if garbage:
                         judge.garbage_next -= 1
-                if judge.delay:
-                    time.sleep(judge.delay)
+                with judge._lock:
+                    judge.in_flight += 1
+                    judge.max_in_flight = max(judge.max_in_flight, judge.in_flight)
+                try:
+                    if judge.delay:
+                        time.sleep(judge.delay)
+                finally:
+                    with judge._lock:
+                        judge.in_flight -= 1
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     return self._send(404, {"error": {"message": "not found"}})
                 if failing:
