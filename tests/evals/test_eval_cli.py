@@ -100,6 +100,15 @@ def test_eval_run_annotates_every_session_and_turn_then_skips(env: Env) -> None:
         "name": "user_frustration", "target_kind": "session", "min_score": 0.5, "order": "asc"}).json()["data"]
     assert [r["target_id"] for r in worst] == sorted(s for s, label in want_sessions.items() if label == "frustrated")
     assert all(r["mean_score"] == 1.0 and r["count"] == 1 for r in worst)
+    assert all(r["session"]["session_id"] == r["target_id"] for r in worst)
+    assert worst[0]["session"]["annotations"]["user_frustration"]["labels"] == {"frustrated": 1}
+    top_user = env.client.get("/v1/projects/evals/rankings", params={
+        "name": "user_frustration", "target_kind": "user", "limit": 1}).json()["data"][0]
+    assert top_user["user"]["user_id"] == expected[0][0] and top_user["user"]["sessions"] >= 1
+    turns_ranked = env.client.get("/v1/projects/evals/rankings", params={
+        "name": "user_frustration", "target_kind": "trace", "limit": 1000}).json()["data"]
+    assert {r["target_id"] for r in turns_ranked if r["mean_score"] == 1.0} == {
+        t for t, label in want_turns.items() if label == "frustrated"}
 
 
 def test_eval_run_bad_input_is_a_usage_error(env: Env) -> None:

@@ -20,6 +20,7 @@ from threadline.server.query.annotations import (
     turn_scores,
 )
 from threadline.server.query.projects import project_id
+from threadline.server.query.ranking import sessions_by_annotation, users_by_annotation
 from threadline.server.store.annotations import AnnotationWrite, delete_annotation, upsert_annotations
 from threadline.server.store.engine import Store
 from threadline.server.web.api.deps import ReadConn
@@ -151,7 +152,17 @@ def rankings(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JSONResponse:
-    """Ids with the mean score and count of their annotations ``name``, best or worst first."""
+    """``{target_id, mean_score, count}`` best or worst first, plus the ``session`` or ``user`` summary."""
+    if target_kind == "session":
+        sessions = sessions_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score)
+        return JSONResponse({"data": [
+            {"target_id": r.session.session_id, "mean_score": r.mean_score, "count": r.count,
+             "session": to_json(r.session)} for r in sessions.data], "next_cursor": sessions.next_cursor})
+    if target_kind == "user":
+        users = users_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score)
+        return JSONResponse({"data": [
+            {"target_id": r.user.user_id, "mean_score": r.mean_score, "count": r.count,
+             "user": to_json(r.user)} for r in users.data], "next_cursor": users.next_cursor})
     pid = project_id(conn, project)
     if pid is None:
         return JSONResponse({"data": [], "next_cursor": None})
