@@ -31,6 +31,15 @@ def backends(choice: str) -> list[str]:
     return ["sqlite", "postgres"] if choice == "both" else [choice]
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM/SIGINT into SystemExit so servers and temporary databases are cleaned up."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def machine() -> str:
     """A one-line description of this machine."""
     cpu = platform.processor() or platform.machine()

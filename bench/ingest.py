@@ -29,7 +29,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from rich.console import Console
 from rich.table import Table
 
-from bench.harness import backends, machine, postgres_schema, running_server, send, wait_queryable
+from bench.harness import backends, exit_on_sigterm, machine, postgres_schema, running_server, send, wait_queryable
 from bench.payloads import Batch, generate
 
 Row = tuple[str, str, str, str, int, int, int, int, str, str]
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=300, help="spans per OTLP request")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side; the best of each is reported")
     args = parser.parse_args(argv)
+    exit_on_sigterm()
     console = Console(width=150)
     console.print(f"machine: {machine()}")
     batches = generate(args.spans, batch_spans=args.batch)
