@@ -1,4 +1,4 @@
-"""Acknowledged means committed: ``kill -9`` of the server mid-ingest loses no span that got a 200.
+"""Acknowledged means committed: ``kill -9`` (or SIGTERM) mid-ingest loses no span that got a 200.
 
 Several clients (OTLP/HTTP on both ports and OTLP/gRPC) send batches with unique ids and record
 which requests were acknowledged; the server is SIGKILLed while they are still sending; a new
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import grpc
 import httpx
+import pytest
 
 from support.otlp import BASE_NS, PROTOBUF, SpanMaker, TurnSpec, hex_span_id, hex_trace_id, protobuf_body
 from support.server import ServerProcess
@@ -76,8 +77,9 @@ def sender(server: ServerProcess, worker: int, acked: Acknowledged, killed: thre
                 acked.add(ids)
 
 
-def test_kill_9_during_ingest_loses_no_acknowledged_span(
-    db_url: str, server_factory: Callable[..., ServerProcess],
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_stopping_during_ingest_loses_no_acknowledged_span(
+    db_url: str, server_factory: Callable[..., ServerProcess], how: str,
 ) -> None:
     server = server_factory(db_url)
     acked = Acknowledged()
@@ -98,7 +100,10 @@ def test_kill_9_during_ingest_loses_no_acknowledged_span(
         time.sleep(0.02)
     assert acked.requests >= 60 or errors, "the senders never got going"
     killed.set()  # from now on, a failed request is expected
-    server.kill()  # SIGKILL while requests are in flight
+    if how == "kill -9":
+        server.kill()  # SIGKILL while requests are in flight
+    else:
+        server.stop()  # graceful: in-flight requests finish (200 or 503), queued spans are committed
     for thread in threads:
         thread.join(60)
         assert not thread.is_alive()
