@@ -18,7 +18,7 @@ from typing import Any
 
 from threadline.server.evals.evaluators import get_evaluator
 from threadline.server.evals.runner import RunOptions, run_evaluations
-from threadline.server.query.lifecycle import all_project_settings
+from threadline.server.query.lifecycle import all_project_settings, has_idle_sessions
 from threadline.server.settings import Settings
 from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_idle_sessions
@@ -86,12 +86,16 @@ class Lifecycle:
     def tick(self, now_ns: int | None = None) -> TickReport:
         """Close idle sessions of every project, then run online evaluators on due closed sessions."""
         report = TickReport()
-        with self.store.read() as conn:
-            projects = all_project_settings(conn)
         now = now_ns if now_ns is not None else time.time_ns()
+        due: dict[int, bool] = {}
+        with self.store.read() as conn:  # reads first: most passes write nothing and take no write lock
+            projects = all_project_settings(conn)
+            for pid, _name, project_settings in projects:
+                timeout = idle_timeout_seconds(self.settings, project_settings)
+                due[pid] = timeout > 0 and has_idle_sessions(conn, pid, now - int(timeout * 1e9))
         for pid, name, project_settings in projects:
             timeout = idle_timeout_seconds(self.settings, project_settings)
-            if timeout > 0:
+            if due[pid]:
                 with self.store.write() as tx:
                     closed = close_idle_sessions(tx, pid, now - int(timeout * 1e9), now)
                 if closed:
