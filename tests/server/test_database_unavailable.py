@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -131,6 +132,48 @@ class Traffic:
         return response.status_code
 
 
+def outage_under_load(server: ServerProcess, forwarder: Forwarder) -> set[tuple[str, str]]:
+    """Cut the database while three clients keep sending; the span ids that were acknowledged."""
+    clients = [Traffic(server) for _ in range(3)]
+    results: list[int | grpc.StatusCode] = []
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(client: Traffic) -> None:
+        try:
+            while not done.is_set():
+                results.append(client.send())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def wait_for(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 120
+        while not condition() and not errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition(), errors
+
+    def refused() -> int:
+        return sum(r in (503, grpc.StatusCode.UNAVAILABLE) for r in results)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(results) >= 9)
+        forwarder.stop()
+        wait_for(lambda: refused() >= 6)
+        forwarder.start()
+        recovered_at = len(results)
+        wait_for(lambda: sum(r in (200, grpc.StatusCode.OK) for r in results[recovered_at:]) >= 9)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    assert set(results) <= {200, 503, grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, set(results)
+    return set().union(*(c.acknowledged for c in clients))
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_database_outage_gives_503_then_recovers(db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
@@ -160,6 +203,13 @@ def test_database_outage_gives_503_then_recovers(db_url: str, server_factory: Ca
         assert api.span_ids(PROJECT) == traffic.acknowledged
         sessions = api.sessions(PROJECT)
         assert sum(s["turns"] for s in sessions.values()) == len(traffic.acknowledged) // 2
+
+        # the same again with requests in flight when the connections are cut
+        acknowledged = outage_under_load(server, forwarder)
+        stored = api.span_ids(PROJECT)
+        assert acknowledged <= stored, f"{len(acknowledged - stored)} acknowledged spans were lost"
+        sessions = api.sessions(PROJECT)
+        assert sum(s["turns"] for s in sessions.values()) == len(stored) // 2
         assert "Traceback" not in server.log(), server.log()[-5000:]
     finally:
         forwarder.stop()
