@@ -1,4 +1,6 @@
-"""Two ``threadline serve`` processes on one PostgreSQL database (DESIGN §4: stateless processes).
+"""Two ``threadline serve`` processes on one database (DESIGN §4: stateless processes).
+
+Written for PostgreSQL; it runs on a shared SQLite file as well (writers queue on its lock).
 
 Concurrent traffic reaches the same sessions and users through both processes: whole turns to
 either one, turns whose root and LLM child go to *different* processes at the same time, and
@@ -61,8 +63,6 @@ def send(server: ServerProcess, spans: list[ReadableSpan], via_grpc: bool, retri
     pytest.fail("an export was refused 50 times")
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_two_processes_on_one_database_keep_exact_rollups(
     db_url: str, server_factory: Callable[..., ServerProcess],
 ) -> None:
