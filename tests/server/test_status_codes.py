@@ -102,6 +102,15 @@ def test_partial_success_protobuf(limited_server: ServerProcess) -> None:
     assert api.project("partial-proto")["spans"] == 2
     assert len(api.trace("partial-proto", hex_trace_id(good[0]))["spans"]) == 2
 
+    # the same over gRPC: OK with partial_success in the response message
+    good_grpc = maker.turn(TurnSpec("q", "a", session_id="partial-grpc"))
+    request = encode_request(good_grpc + bad)
+    request.resource_spans[0].scope_spans[0].spans[3].trace_id = bytes(16)
+    with grpc.insecure_channel(limited_server.grpc_target) as channel:
+        reply = channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=60)
+    assert ExportTraceServiceResponse.FromString(reply).partial_success.rejected_spans == 1
+    assert api.project("partial-proto")["spans"] == 5  # + 2 good, + the bad trace's valid LLM span
+
 
 def test_partial_success_json(limited_server: ServerProcess) -> None:
     maker = SpanMaker("partial-json")
