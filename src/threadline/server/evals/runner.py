@@ -104,44 +104,48 @@ async def run_evaluations_async(
     report = RunReport(project=options.project, evaluators=[e.name for e in evaluators])
     since_ns = to_ns(options.since) if options.since is not None else None
 
-    def plan() -> tuple[int, int, list[tuple[Evaluator, str]]]:
+    def plan() -> tuple[int, int, dict[str, list[Evaluator]]]:
         with store.read() as conn:
             pid = project_id(conn, options.project)
             if pid is None:
                 raise ProjectNotFound(f"no project {options.project!r} in this store")
             matched = count_sessions(conn, pid, since_ns=since_ns, session_ids=options.session_ids)
-            work = [(ev, sid) for ev in evaluators for sid in sessions_to_evaluate(
-                conn, pid, ev.name, options.identifier, since_ns=since_ns, session_ids=options.session_ids,
-                closed_only=options.closed_only, limit=options.limit)]
-        return pid, matched, work
+            due: dict[str, list[Evaluator]] = {}
+            for ev in evaluators:
+                for sid in sessions_to_evaluate(
+                        conn, pid, ev.name, options.identifier, since_ns=since_ns, session_ids=options.session_ids,
+                        closed_only=options.closed_only, limit=options.limit):
+                    due.setdefault(sid, []).append(ev)
+        return pid, matched, due
 
-    pid, matched, work = await asyncio.to_thread(plan)
+    pid, matched, due = await asyncio.to_thread(plan)
+    pairs = sum(len(v) for v in due.values())
     report.sessions_matched = matched
-    report.sessions_skipped = matched * len(evaluators) - len(work)
-    judge = make_judge(settings) if any(e.annotator_kind == "LLM" for e in evaluators) and work else None
+    report.sessions_skipped = matched * len(evaluators) - pairs
+    judge = make_judge(settings) if any(e.annotator_kind == "LLM" for e in evaluators) and due else None
     ctx = EvalContext(judge=judge, token_budget=settings.judge_token_budget)
-    queue: asyncio.Queue[tuple[Evaluator, str]] = asyncio.Queue()
-    for item in work:
+    queue: asyncio.Queue[tuple[str, list[Evaluator]]] = asyncio.Queue()
+    for item in due.items():
         queue.put_nowait(item)
     done = 0
     if on_progress:
-        on_progress(0, len(work))
+        on_progress(0, pairs)
 
     async def worker() -> None:
         nonlocal done
         while True:
             try:
-                evaluator, session_id = queue.get_nowait()
+                session_id, session_evaluators = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _evaluate_session(store, pid, options, evaluator, session_id, ctx, report)
-            done += 1
+            await _evaluate_session(store, pid, options, session_evaluators, session_id, ctx, report)
+            done += len(session_evaluators)
             if on_progress:
-                on_progress(done, len(work))
+                on_progress(done, pairs)
 
     try:
         workers = max(2, settings.judge_concurrency * 2)
-        await asyncio.gather(*(worker() for _ in range(min(workers, len(work)) or 1)))
+        await asyncio.gather(*(worker() for _ in range(min(workers, len(due)) or 1)))
     finally:
         if judge is not None:
             report.judge = {"model": judge.model, **judge.usage.as_dict()}
@@ -149,24 +153,51 @@ async def run_evaluations_async(
     return report
 
 
+Verdicts = dict[str, tuple[str | None, float | None]]
+
+
 async def _evaluate_session(
-    store: Store, pid: int, options: RunOptions, evaluator: Evaluator, session_id: str, ctx: EvalContext,
+    store: Store, pid: int, options: RunOptions, evaluators: list[Evaluator], session_id: str, ctx: EvalContext,
     report: RunReport,
 ) -> None:
+    """Read a session once, run every due evaluator on it, write all their annotations in one transaction."""
     snapshot_ns = time.time_ns()
 
-    def read() -> tuple[list[Turn], dict[str, tuple[str | None, float | None]]]:
+    def read() -> tuple[list[Turn], dict[str, Verdicts]]:
         with store.read() as conn:
             detail = get_session(conn, options.project, session_id)
             if detail is None:
                 return [], {}
-            found = existing_targets(conn, pid, "trace", evaluator.name, options.identifier,
-                                     [t.trace_id for t in detail.turns])
-        return detail.turns, {k: (v.label, v.score) for k, v in found.items()}
+            trace_ids = [t.trace_id for t in detail.turns]
+            found = {ev.name: {k: (v.label, v.score) for k, v in existing_targets(
+                conn, pid, "trace", ev.name, options.identifier, trace_ids).items()} for ev in evaluators}
+        return detail.turns, found
 
-    turns, verdicts = await asyncio.to_thread(read)
+    turns, existing = await asyncio.to_thread(read)
     if not turns:
         return
+    results = await asyncio.gather(*(
+        _judge_session(ev, session_id, turns, existing[ev.name], options.identifier, ctx, report)
+        for ev in evaluators))
+    writes = [w for ws in results for w in ws]
+
+    def write() -> None:
+        with store.write() as tx:
+            upsert_annotations(tx, pid, writes, snapshot_ns)
+
+    if writes:
+        await asyncio.to_thread(write)
+    report.turn_annotations += sum(1 for w in writes if w.target_kind == "trace")
+    finished = sum(1 for w in writes if w.target_kind == "session")
+    report.session_annotations += finished
+    report.sessions_evaluated += finished
+
+
+async def _judge_session(
+    evaluator: Evaluator, session_id: str, turns: list[Turn], verdicts: Verdicts, identifier: str,
+    ctx: EvalContext, report: RunReport,
+) -> list[AnnotationWrite]:
+    """One evaluator on one session: the turns it has not judged yet, then the session verdict."""
     pending = [i for i, turn in enumerate(turns)
                if evaluator.judges_turns and evaluator.applies_to(turn) and turn.trace_id not in verdicts]
     outcomes = await asyncio.gather(*(evaluator.evaluate_turn(turns, i, ctx) for i in pending),
@@ -182,31 +213,19 @@ async def _evaluate_session(
             report.failures.append(Failure(evaluator.name, session_id, trace_id, str(outcome)))
             continue
         verdicts[trace_id] = (outcome.label, outcome.score)
-        writes.append(_write(evaluator, "trace", trace_id, outcome, options.identifier, {"session_id": session_id}))
-    session_result: EvalResult | None = None
-    if not failed:
-        try:
-            if evaluator.judges_session:
-                session_result = await evaluator.evaluate_session(turns, ctx)
-            else:
-                session_result = evaluator.derive_session(
-                    [v for v in verdicts.values() if v[0] != "not_applicable"])
-        except (JudgeError, ValueError) as exc:
-            report.failures.append(Failure(evaluator.name, session_id, None, str(exc)))
-    if session_result is not None:
-        writes.append(_write(evaluator, "session", session_id, session_result, options.identifier,
-                             {"turns": len(turns)}))
-
-    def write() -> None:
-        with store.write() as tx:
-            upsert_annotations(tx, pid, writes, snapshot_ns)
-
-    if writes:
-        await asyncio.to_thread(write)
-    report.turn_annotations += sum(1 for w in writes if w.target_kind == "trace")
-    if session_result is not None:
-        report.session_annotations += 1
-        report.sessions_evaluated += 1
+        writes.append(_write(evaluator, "trace", trace_id, outcome, identifier, {"session_id": session_id}))
+    if failed:
+        return writes  # the session stays due; the next run judges only the failed turns
+    try:
+        if evaluator.judges_session:
+            result = await evaluator.evaluate_session(turns, ctx)
+        else:
+            result = evaluator.derive_session([v for v in verdicts.values() if v[0] != "not_applicable"])
+    except (JudgeError, ValueError) as exc:
+        report.failures.append(Failure(evaluator.name, session_id, None, str(exc)))
+        return writes
+    writes.append(_write(evaluator, "session", session_id, result, identifier, {"turns": len(turns)}))
+    return writes
 
 
 def _write(evaluator: Evaluator, kind: str, target_id: str, result: EvalResult, identifier: str,
