@@ -18,7 +18,7 @@ from support.server import ServerProcess, new_server
 
 from .traffic import Conversation, conversations, send
 
-PROJECTS = ("evals", "notes", "resume", "life", "failing", "metrics", "api")
+PROJECTS = ("evals", "notes", "resume", "life", "failing", "metrics", "api", "filters")
 
 
 @dataclass

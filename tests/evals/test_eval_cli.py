@@ -3,6 +3,7 @@ labels as the (fake) judge decides, idempotent re-runs, breakdown and rankings f
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from .conftest import Env
@@ -119,3 +120,32 @@ def test_eval_run_bad_input_is_a_usage_error(env: Env) -> None:
     no_judge = env.cli("eval", "run", "--project", "evals", "--evaluator", "helpfulness",
                        THREADLINE_JUDGE_BASE_URL="")
     assert no_judge.returncode == 2 and "THREADLINE_JUDGE_BASE_URL" in no_judge.stderr
+
+
+def test_eval_run_filters(env: Env) -> None:
+    convs = env.sent["filters"]
+
+    def evaluated() -> set[str]:
+        return {str(n["target_id"]) for n in env.annotations("filters", name="errors", target_kind="session")}
+
+    picked = env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--sessions", "calm-1,tools",
+                     "--session", "angry/2 ü")
+    assert picked.returncode == 0, picked.stderr
+    assert evaluated() == {"calm-1", "tools", "angry/2 ü"}
+
+    closed_only = env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--closed-only")
+    assert closed_only.returncode == 0 and "0 session(s) matched" in closed_only.stdout
+    assert env.client.post("/v1/projects/filters/sessions/long/close").status_code == 200
+    closed_only = env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--closed-only")
+    assert closed_only.returncode == 0 and "1 session(s) matched" in closed_only.stdout
+    assert evaluated() == {"calm-1", "tools", "angry/2 ü", "long"}
+
+    since_ns = convs[2].start_ns + 10**9  # after the start of "fail then angry"
+    since = datetime.fromtimestamp(since_ns / 1e9, tz=UTC).isoformat()
+    recent = env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--since", since)
+    assert recent.returncode == 0, recent.stderr
+    active = {c.session_id for c in convs if c.turns[-1].start_ns + c.turns[-1].latency_ms * 10**6 >= since_ns}
+    assert evaluated() == {"calm-1", "tools", "angry/2 ü", "long"} | active
+    assert "fail then angry" in active and "calm-1" not in active
+    assert env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--since",
+                   "last tuesday").returncode == 2

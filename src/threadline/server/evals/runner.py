@@ -109,7 +109,8 @@ async def run_evaluations_async(
             pid = project_id(conn, options.project)
             if pid is None:
                 raise ProjectNotFound(f"no project {options.project!r} in this store")
-            matched = count_sessions(conn, pid, since_ns=since_ns, session_ids=options.session_ids)
+            matched = count_sessions(conn, pid, since_ns=since_ns, session_ids=options.session_ids,
+                                     closed_only=options.closed_only)
             due: dict[str, list[Evaluator]] = {}
             for ev in evaluators:
                 for sid in sessions_to_evaluate(

@@ -59,11 +59,14 @@ def sessions_to_evaluate(
 
 
 def count_sessions(
-    conn: Connection, project_id: int, *, since_ns: int | None = None, session_ids: Sequence[str] | None = None
+    conn: Connection, project_id: int, *, since_ns: int | None = None, session_ids: Sequence[str] | None = None,
+    closed_only: bool = False,
 ) -> int:
     """How many sessions match the same filters (for progress reports)."""
     s = t.sessions
     conditions: list[Any] = [s.c.project_id == project_id]
+    if closed_only:
+        conditions.append(s.c.closed_ns.is_not(None))
     if since_ns is not None:
         conditions.append(s.c.end_ns >= since_ns)
     if session_ids is not None:
