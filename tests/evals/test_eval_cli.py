@@ -3,6 +3,9 @@ labels as the (fake) judge decides, idempotent re-runs, breakdown and rankings f
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -149,3 +152,13 @@ def test_eval_run_filters(env: Env) -> None:
     assert "fail then angry" in active and "calm-1" not in active
     assert env.cli("eval", "run", "--project", "filters", "--evaluator", "errors", "--since",
                    "last tuesday").returncode == 2
+
+
+def test_eval_run_reads_the_database_from_the_environment(env: Env) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "threadline", "eval", "run", "--project", "filters", "--evaluator", "latency"],
+        env={**os.environ, "THREADLINE_DATABASE_URL": env.db_url, "THREADLINE_HOME": str(env.home)},
+        capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    labels = {n["target_id"]: n["label"] for n in env.annotations("filters", name="latency", target_kind="trace")}
+    assert labels == {t.trace_id: "ok" for c in env.sent["filters"] for t in c.turns}  # all well under 10 s
