@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -40,30 +40,47 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
     if span.dropped_attributes:
         attrs = {**attrs, "threadline.dropped_attributes": span.dropped_attributes}
     return SpanRecord(
-        project=span.project,
+        project=_no_nul(span.project),
         trace_id=span.trace_id,
         span_id=span.span_id,
         parent_span_id=span.parent_span_id,
-        name=span.name,
+        name=_no_nul(span.name),
         kind=kind,
         start_ns=span.start_ns,
         end_ns=span.end_ns,
         status=span.status,
-        status_message=span.status_message,
-        session_id=session_id(attrs, metadata),
-        user_id=user_id(attrs, metadata),
-        input=_bound(input_text(attrs, kind), max_text_chars),
-        output=_bound(output_text(attrs, kind), max_text_chars),
-        model=model[:256] if model else None,
+        status_message=_no_nul(span.status_message),
+        session_id=_no_nul(session_id(attrs, metadata)),
+        user_id=_no_nul(user_id(attrs, metadata)),
+        input=_no_nul(_bound(input_text(attrs, kind), max_text_chars)),
+        output=_no_nul(_bound(output_text(attrs, kind), max_text_chars)),
+        model=_no_nul(model[:256]) if model else None,
         is_llm=is_llm,
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
         cost=cost,
-        error=error,
+        error=_no_nul(error),
         attributes_json=orjson.dumps(attrs, default=str).decode(),
         events_json=orjson.dumps(span.events, default=str).decode(),
     )
+
+
+@overload
+def _no_nul(text: str) -> str: ...
+
+
+@overload
+def _no_nul(text: str | None) -> str | None: ...
+
+
+def _no_nul(text: str | None) -> str | None:
+    """NUL characters become U+FFFD in every text column.
+
+    PostgreSQL text cannot hold them (the write would fail for good), and they mean nothing in
+    ids or turn text, so both backends store the same thing.
+    """
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
 
 
 def span_kind(attrs: dict[str, Any]) -> str:
