@@ -170,23 +170,33 @@ def existing_targets(
     return out
 
 
+_TARGET_COLUMNS = {
+    "span": (t.spans, "span_id"), "trace": (t.traces, "trace_id"),
+    "session": (t.sessions, "session_id"), "user": (t.users, "user_id"),
+}
+
+
+def missing_targets(conn: Connection, project_id: int, targets: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The ``(target_kind, target_id)`` pairs that do not exist in the project (batched lookups)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for kind, target_id in targets:
+        if kind not in _TARGET_COLUMNS:
+            raise InvalidQuery(f"target_kind must be one of span, trace, session, user, not {kind!r}")
+        wanted[kind].add(target_id)
+    found: set[tuple[str, str]] = set()
+    for kind, ids in wanted.items():
+        table, column = _TARGET_COLUMNS[kind]
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), 500):
+            rows = conn.execute(select(table.c[column]).distinct().where(
+                table.c.project_id == project_id, table.c[column].in_(ordered[start:start + 500])))
+            found.update((kind, r[0]) for r in rows)
+    return sorted({pair for pair in targets if pair not in found})
+
+
 def target_exists(conn: Connection, project_id: int, target_kind: str, target_id: str) -> bool:
     """Whether the span, trace, session or user ``target_id`` exists in the project."""
-    if target_kind == "span":
-        sp = t.spans
-        query = select(sp.c.span_id).where(sp.c.project_id == project_id, sp.c.span_id == target_id)
-    elif target_kind == "trace":
-        tr = t.traces
-        query = select(tr.c.trace_id).where(tr.c.project_id == project_id, tr.c.trace_id == target_id)
-    elif target_kind == "session":
-        s = t.sessions
-        query = select(s.c.session_id).where(s.c.project_id == project_id, s.c.session_id == target_id)
-    elif target_kind == "user":
-        u = t.users
-        query = select(u.c.user_id).where(u.c.project_id == project_id, u.c.user_id == target_id)
-    else:
-        raise InvalidQuery(f"target_kind must be one of span, trace, session, user, not {target_kind!r}")
-    return conn.execute(query.limit(1)).first() is not None
+    return not missing_targets(conn, project_id, [(target_kind, target_id)])
 
 
 # --- ranking ----------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from threadline.server.query.annotations import (
     first_broken_turn,
     get_annotation,
     list_annotations,
+    missing_targets,
     rank_by_annotation,
-    target_exists,
     turn_scores,
 )
 from threadline.server.query.projects import project_id
@@ -84,14 +84,15 @@ def upsert(
     """Upsert on (target_kind, target_id, name, identifier); every target must exist (else 404)."""
     items = body.data if isinstance(body, AnnotationBatch) else [body]
     store = _store(request)
-    with store.write() as tx:
-        pid = project_id(tx, project)
+    with store.read() as conn:  # look targets up before taking the write lock
+        pid = project_id(conn, project)
         if pid is None:
             raise ApiError(404, "project_not_found", f"no project {project!r}")
-        missing = sorted({f"{i.target_kind} {i.target_id!r}" for i in items
-                          if not target_exists(tx, pid, i.target_kind, i.target_id)})
-        if missing:
-            raise ApiError(404, "target_not_found", f"not found in project {project!r}: {', '.join(missing[:20])}")
+        missing = missing_targets(conn, pid, [(i.target_kind, i.target_id) for i in items])
+    if missing:
+        listed = ", ".join(f"{kind} {target_id!r}" for kind, target_id in missing[:20])
+        raise ApiError(404, "target_not_found", f"not found in project {project!r}: {listed}")
+    with store.write() as tx:
         ids = upsert_annotations(tx, pid, [AnnotationWrite(
             target_kind=i.target_kind, target_id=i.target_id, name=i.name, annotator_kind=i.annotator_kind,
             label=i.label, score=i.score, explanation=i.explanation, identifier=i.identifier, metadata=i.metadata,
