@@ -164,6 +164,27 @@ def test_hostile_numbers_are_bounded_never_a_500(limited_server: ServerProcess) 
     assert api.spans("numbers")  # every listing still serializes
 
 
+def test_nul_characters_are_stored_not_a_poison_batch(limited_server: ServerProcess) -> None:
+    """PostgreSQL text cannot hold NUL: it must not turn a batch into a 503 that never ends."""
+    maker = SpanMaker("nul\x00project")
+    spans = maker.turn(TurnSpec("in\x00put", "out\x00put", session_id="s\x00id", user_id="u\x00id",
+                                model="m\x00del", fail=True))
+    request = encode_request(spans)
+    llm, root = request.resource_spans[0].scope_spans[0].spans
+    llm.name, llm.status.message = "ll\x00m", "bad\x00thing"
+    llm.attributes.add(key="k\x00", value=AnyValue(string_value="v\x00"))
+    llm.events.add(name="e\x00", time_unix_nano=root.start_time_unix_nano)
+    response = post(limited_server.base_url + "/v1/traces", request.SerializeToString())
+    assert response.status_code == 200, response.text
+    api = Api(limited_server.base_url)
+    assert "nul\ufffdproject" in api.projects()
+    session = api.session("nul\ufffdproject", "s\ufffdid")
+    assert session["user_ids"] == ["u\ufffdid"]
+    (turn,) = session["turns"]
+    assert (turn["input"], turn["output"], turn["status"]) == ("in\ufffdput", "out\ufffdput", "error")
+    assert len(api.trace("nul\ufffdproject", hex_trace_id(spans[0]))["spans"]) == 2
+
+
 # --- 400 -------------------------------------------------------------------------------------------
 
 def test_undecodable_bodies_get_400_with_a_status(limited_server: ServerProcess) -> None:
