@@ -126,3 +126,17 @@ def test_python_client(env: Env) -> None:
     assert client.close_session(conv.session_id)["already_closed"] is True
     with pytest.raises(ThreadlineApiError):
         client.close_session("no-such")
+
+
+def test_bulk_with_the_same_key_twice_keeps_the_last(env: Env) -> None:
+    sid = env.sent["notes"][3].session_id
+    body = {"data": [
+        {"target_kind": "session", "target_id": sid, "name": "dup", "label": "first", "identifier": "x"},
+        {"target_kind": "session", "target_id": sid, "name": "dup", "label": "other", "identifier": "y"},
+        {"target_kind": "session", "target_id": sid, "name": "dup", "label": "last", "identifier": "x"},
+    ]}
+    written = env.client.post("/v1/projects/notes/annotations", json=body).json()["data"]
+    assert [w["label"] for w in written] == ["last", "other", "last"]
+    assert written[0]["id"] == written[2]["id"] != written[1]["id"]
+    stored = env.annotations("notes", name="dup")
+    assert sorted((a["identifier"], a["label"]) for a in stored) == [("x", "last"), ("y", "other")]

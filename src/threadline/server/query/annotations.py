@@ -146,6 +146,20 @@ def get_annotation(conn: Connection, project: str, annotation_id: int) -> Annota
     return _annotation(row, project) if row is not None else None
 
 
+def get_annotations(conn: Connection, project: str, annotation_ids: Sequence[int]) -> list[Annotation]:
+    """Annotations by id, in the order of ``annotation_ids`` (ids not found are left out)."""
+    pid = project_id(conn, project)
+    if pid is None or not annotation_ids:
+        return []
+    a = t.annotations
+    found: dict[int, Annotation] = {}
+    ids = sorted(set(annotation_ids))
+    for start in range(0, len(ids), 500):
+        for row in conn.execute(select(a).where(a.c.project_id == pid, a.c.id.in_(ids[start:start + 500]))):
+            found[row.id] = _annotation(row, project)
+    return [found[i] for i in annotation_ids if i in found]
+
+
 class ExistingAnnotation(NamedTuple):
     """What an evaluator needs to know of an annotation it wrote before."""
 

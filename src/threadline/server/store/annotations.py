@@ -45,24 +45,29 @@ def upsert_annotations(tx: Connection, project_id: int, items: Sequence[Annotati
         return []
     a = t.annotations
     insert = postgresql.insert(a) if tx.dialect.name == "postgresql" else sqlite.insert(a)
-    ids: list[int] = []
-    for item in items:
-        stmt = insert.values(
-            project_id=project_id, target_kind=item.target_kind, target_id=item.target_id, name=item.name,
-            label=item.label, score=item.score, explanation=item.explanation, annotator_kind=item.annotator_kind,
-            identifier=item.identifier, metadata=json.dumps(item.metadata, sort_keys=True, default=str),
-            created_ns=now_ns, updated_ns=now_ns,
-        )
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["project_id", "target_kind", "target_id", "name", "identifier"],
-            set_={
-                "label": stmt.excluded.label, "score": stmt.excluded.score,
-                "explanation": stmt.excluded.explanation, "annotator_kind": stmt.excluded.annotator_kind,
-                "metadata": stmt.excluded.metadata, "updated_ns": stmt.excluded.updated_ns,
-            },
-        ).returning(a.c.id)
-        ids.append(int(tx.execute(upsert).scalar_one()))
-    return ids
+    stmt = insert.on_conflict_do_update(
+        index_elements=["project_id", "target_kind", "target_id", "name", "identifier"],
+        set_={
+            "label": insert.excluded.label, "score": insert.excluded.score,
+            "explanation": insert.excluded.explanation, "annotator_kind": insert.excluded.annotator_kind,
+            "metadata": insert.excluded.metadata, "updated_ns": insert.excluded.updated_ns,
+        },
+    ).returning(a.c.id, sort_by_parameter_order=True)
+    # One row per key (the last write wins), so a multi-row upsert never touches a row twice.
+    last: dict[tuple[str, str, str, str], int] = {}
+    for position, item in enumerate(items):
+        last[(item.target_kind, item.target_id, item.name, item.identifier)] = position
+    unique = sorted(last.values())
+    rows = tx.execute(stmt, [{
+        "project_id": project_id, "target_kind": items[i].target_kind, "target_id": items[i].target_id,
+        "name": items[i].name, "label": items[i].label, "score": items[i].score,
+        "explanation": items[i].explanation, "annotator_kind": items[i].annotator_kind,
+        "identifier": items[i].identifier,
+        "metadata": json.dumps(items[i].metadata, sort_keys=True, default=str),
+        "created_ns": now_ns, "updated_ns": now_ns,
+    } for i in unique]).all()
+    by_position = {i: int(row[0]) for i, row in zip(unique, rows, strict=True)}
+    return [by_position[last[(item.target_kind, item.target_id, item.name, item.identifier)]] for item in items]
 
 
 def delete_annotation(tx: Connection, project_id: int, annotation_id: int) -> bool:

@@ -14,6 +14,7 @@ from threadline.server.query.annotations import (
     AnnotationFilter,
     first_broken_turn,
     get_annotation,
+    get_annotations,
     list_annotations,
     missing_targets,
     rank_by_annotation,
@@ -98,8 +99,8 @@ def upsert(
             label=i.label, score=i.score, explanation=i.explanation, identifier=i.identifier, metadata=i.metadata,
         ) for i in items], time.time_ns())
     with store.read() as conn:
-        written = [get_annotation(conn, project, i) for i in ids]
-    return JSONResponse({"data": to_json([w for w in written if w is not None])})
+        written = get_annotations(conn, project, ids)
+    return JSONResponse({"data": to_json(written)})
 
 
 @router.get("/v1/projects/{project}/annotations", summary="List annotations")
