@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, overload
 
 import orjson
@@ -20,6 +21,9 @@ from threadline.server.ingest.pricing import cost_usd
 from threadline.server.store.records import SpanRecord
 
 MAX_ID_CHARS = 1024
+#: Session and user ids are indexed; a PostgreSQL btree entry must stay under ~2.7 kB.
+MAX_ID_BYTES = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_PARSE_LIMIT = 1024 * 1024
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}
 
@@ -40,47 +44,52 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
     if span.dropped_attributes:
         attrs = {**attrs, "threadline.dropped_attributes": span.dropped_attributes}
     return SpanRecord(
-        project=_no_nul(span.project),
+        project=_clean_text(span.project),
         trace_id=span.trace_id,
         span_id=span.span_id,
         parent_span_id=span.parent_span_id,
-        name=_no_nul(span.name),
+        name=_clean_text(span.name),
         kind=kind,
         start_ns=span.start_ns,
         end_ns=span.end_ns,
         status=span.status,
-        status_message=_no_nul(span.status_message),
-        session_id=_no_nul(session_id(attrs, metadata)),
-        user_id=_no_nul(user_id(attrs, metadata)),
-        input=_no_nul(_bound(input_text(attrs, kind), max_text_chars)),
-        output=_no_nul(_bound(output_text(attrs, kind), max_text_chars)),
-        model=_no_nul(model[:256]) if model else None,
+        status_message=_clean_text(span.status_message),
+        session_id=_clean_text(session_id(attrs, metadata)),
+        user_id=_clean_text(user_id(attrs, metadata)),
+        input=_clean_text(_bound(input_text(attrs, kind), max_text_chars)),
+        output=_clean_text(_bound(output_text(attrs, kind), max_text_chars)),
+        model=_clean_text(model[:256]) if model else None,
         is_llm=is_llm,
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
         cost=cost,
-        error=_no_nul(error),
+        error=_clean_text(error),
         attributes_json=orjson.dumps(attrs, default=str).decode(),
         events_json=orjson.dumps(span.events, default=str).decode(),
     )
 
 
 @overload
-def _no_nul(text: str) -> str: ...
+def _clean_text(text: str) -> str: ...
 
 
 @overload
-def _no_nul(text: str | None) -> str | None: ...
+def _clean_text(text: str | None) -> str | None: ...
 
 
-def _no_nul(text: str | None) -> str | None:
-    """NUL characters become U+FFFD in every text column.
+def _clean_text(text: str | None) -> str | None:
+    """Text every backend can store: NUL characters and lone surrogates become U+FFFD.
 
-    PostgreSQL text cannot hold them (the write would fail for good), and they mean nothing in
-    ids or turn text, so both backends store the same thing.
+    PostgreSQL text cannot hold NUL, and no database driver can encode a lone surrogate (which
+    JSON-decoded values such as ``metadata`` or ``output.value`` may carry): either would fail
+    the whole batch for good. Both backends store the same thing.
     """
-    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+    if not text:
+        return text
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def span_kind(attrs: dict[str, Any]) -> str:
@@ -111,7 +120,12 @@ def _id(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str) and value.strip():
-        return value[:MAX_ID_CHARS]
+        text = value[:MAX_ID_CHARS]
+        if not text.isascii():
+            encoded = text.encode("utf-8", "surrogatepass")
+            if len(encoded) > MAX_ID_BYTES:
+                text = encoded[:MAX_ID_BYTES].decode("utf-8", "ignore")
+        return text
     return None
 
 
