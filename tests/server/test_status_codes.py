@@ -185,6 +185,33 @@ def test_nul_characters_are_stored_not_a_poison_batch(limited_server: ServerProc
     assert len(api.trace("nul\ufffdproject", hex_trace_id(spans[0]))["spans"]) == 2
 
 
+def test_unencodable_and_oversized_ids_are_stored_not_a_poison_batch(limited_server: ServerProcess) -> None:
+    """Lone surrogates (only JSON inside attributes can carry them) and ids too big to index."""
+    rng = random.Random(5)
+    huge_id = "".join(chr(rng.randrange(0x20000, 0x2A6DF)) for _ in range(1500))  # 4 bytes each, incompressible
+    maker = SpanMaker("odd-text")
+    cases = [
+        {"metadata": '{"session_id": "lone\\ud800surrogate", "user_id": "\\udfff"}'},
+        {"session.id": "json-output", "output.value": '{"output": "reply\\udc00"}',
+         "output.mime_type": "application/json"},
+        {"session.id": huge_id, "user.id": huge_id[::-1]},
+    ]
+    for attributes in cases:
+        root = maker.span("root", attributes=attributes)
+        root.end()
+        response = post(limited_server.base_url + "/v1/traces", encode_request(maker.take()).SerializeToString())
+        assert response.status_code == 200, (attributes, response.text)
+    api = Api(limited_server.base_url)
+    sessions = api.sessions("odd-text")
+    assert len(sessions) == 3
+    assert "lone\ufffdsurrogate" in sessions
+    assert sessions["json-output"]["last_output"] == "reply\ufffd"
+    (long_id,) = [sid for sid in sessions if sid not in ("lone\ufffdsurrogate", "json-output")]
+    assert huge_id.startswith(long_id) and len(long_id.encode()) <= 1024
+    assert api.session("odd-text", long_id)["turns"]
+    assert len(api.users("odd-text")) == 2
+
+
 # --- 400 -------------------------------------------------------------------------------------------
 
 def test_undecodable_bodies_get_400_with_a_status(limited_server: ServerProcess) -> None:
