@@ -197,17 +197,24 @@ BUILTIN: dict[str, Evaluator] = {
 }
 
 
-def get_evaluator(name: str) -> Evaluator:
-    """A built-in evaluator by name, or ``package.module:attribute`` (an Evaluator or a turn function)."""
+def get_evaluator(name: str, *, builtin_only: bool = False) -> Evaluator:
+    """A built-in evaluator by name, or ``package.module:attribute`` (an Evaluator or a turn function).
+
+    ``builtin_only``: refuse ``module:attribute`` names — anything reachable over the network (API,
+    project settings) must not make the server import and call arbitrary code.
+    """
     if name in BUILTIN:
         return BUILTIN[name]
+    if builtin_only:
+        raise KeyError(f"unknown evaluator {name!r}; available here: {', '.join(sorted(BUILTIN))} "
+                       "(your own package.module:attribute evaluators run with `threadline eval run`)")
     if ":" not in name:
         raise KeyError(f"unknown evaluator {name!r}; built-in: {', '.join(sorted(BUILTIN))}, "
                        "or package.module:attribute for your own")
     module_name, attribute = name.split(":", 1)
     try:
         target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise KeyError(f"cannot load evaluator {name!r}: {exc}") from exc
     if isinstance(target, Evaluator):
         return target

@@ -110,7 +110,7 @@ class Lifecycle:
         usable = []
         for name in names:
             try:
-                evaluator = get_evaluator(name)
+                evaluator = get_evaluator(name, builtin_only=True)
             except KeyError as exc:
                 self._warn_once(f"{project}:{name}", f"project {project}: online evaluator skipped: {exc}")
                 continue
@@ -122,7 +122,7 @@ class Lifecycle:
         if not usable:
             return
         result = run_evaluations(self.store, self.settings, RunOptions(
-            project=project, evaluators=usable, closed_only=True, limit=ONLINE_BATCH))
+            project=project, evaluators=usable, closed_only=True, limit=ONLINE_BATCH, builtin_only=True))
         report.evaluated[project] = result.sessions_evaluated
         report.failures += len(result.failures)
         if result.sessions_evaluated:

@@ -43,6 +43,7 @@ class RunOptions:
     identifier: str = DEFAULT_IDENTIFIER
     closed_only: bool = False
     limit: int | None = None
+    builtin_only: bool = False  # runs asked for over the network never load package.module:attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ async def run_evaluations_async(
     store: Store, settings: Settings, options: RunOptions, on_progress: ProgressCallback | None = None
 ) -> RunReport:
     """The asynchronous body of :func:`run_evaluations`."""
-    evaluators = [get_evaluator(name) for name in options.evaluators]
+    evaluators = [get_evaluator(name, builtin_only=options.builtin_only) for name in options.evaluators]
     report = RunReport(project=options.project, evaluators=[e.name for e in evaluators])
     since_ns = to_ns(options.since) if options.since is not None else None
 

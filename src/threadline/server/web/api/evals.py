@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threadline.server.evals.evaluators import BUILTIN, LlmEvaluator, get_evaluator
 from threadline.server.evals.jobs import EvalJobs
@@ -16,8 +16,9 @@ from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.guards import check_json_text, reject_unstorable_text
 
-router = APIRouter(tags=["evals"])
+router = APIRouter(tags=["evals"], dependencies=[Depends(reject_unstorable_text)])
 _lock = threading.Lock()
 
 
@@ -31,6 +32,11 @@ class EvalRunIn(BaseModel):
     since: datetime | None = Field(default=None, description="Only sessions active since (RFC 3339)")
     identifier: str = Field(default=DEFAULT_IDENTIFIER, max_length=200)
     closed_only: bool = False
+
+    @model_validator(mode="after")
+    def _storable(self) -> EvalRunIn:
+        check_json_text([*self.evaluators, *(self.session_ids or []), self.identifier], "text")
+        return self
 
 
 def _jobs(request: Request) -> EvalJobs:
@@ -60,7 +66,7 @@ def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -
     """Start evaluating in the background (only what is due); poll ``GET …/eval-runs/{id}`` for progress."""
     for name in body.evaluators:
         try:
-            evaluator = get_evaluator(name)
+            evaluator = get_evaluator(name, builtin_only=True)
         except KeyError as exc:
             raise ApiError(400, "unknown_evaluator", str(exc.args[0])) from exc
         if evaluator.annotator_kind == "LLM" and not request.app.state.settings.judge_base_url:
@@ -70,7 +76,7 @@ def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -
         raise ApiError(404, "project_not_found", f"no project {project!r}")
     job = _jobs(request).start(RunOptions(
         project=project, evaluators=body.evaluators, since=body.since, session_ids=body.session_ids,
-        identifier=body.identifier, closed_only=body.closed_only))
+        identifier=body.identifier, closed_only=body.closed_only, builtin_only=True))
     return JSONResponse(job.as_dict(), status_code=202)
 
 

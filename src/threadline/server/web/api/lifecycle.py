@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threadline.server.evals.evaluators import get_evaluator
 from threadline.server.evals.lifecycle import idle_timeout_seconds
@@ -19,9 +19,10 @@ from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_session, write_project_settings
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.guards import check_json_text, reject_unstorable_text
 from threadline.server.web.api.serialize import rfc3339
 
-router = APIRouter(tags=["lifecycle"])
+router = APIRouter(tags=["lifecycle"], dependencies=[Depends(reject_unstorable_text)])
 
 
 class ProjectSettingsIn(BaseModel):
@@ -33,6 +34,11 @@ class ProjectSettingsIn(BaseModel):
         default=None, ge=0, description="Idle time after which a session closes; 0: never; null: server default")
     online_evaluators: list[str] = Field(
         default_factory=list, max_length=20, description="Evaluators run on every session when it closes")
+
+    @model_validator(mode="after")
+    def _storable(self) -> ProjectSettingsIn:
+        check_json_text(self.online_evaluators, "online_evaluators")
+        return self
 
 
 def _body(settings: Settings, stored: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +95,7 @@ def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSO
     """Replace the idle timeout and the online evaluators (unknown evaluators: 400)."""
     for name in body.online_evaluators:
         try:
-            get_evaluator(name)
+            get_evaluator(name, builtin_only=True)
         except KeyError as exc:
             raise ApiError(400, "unknown_evaluator", str(exc.args[0])) from exc
     store: Store = request.app.state.store
