@@ -51,3 +51,17 @@ def test_eval_run_errors_and_catalogue(env: Env) -> None:
                               "tool_call_correctness", "errors", "latency", "refusals"}
     assert catalogue["user_frustration"]["labels"] == ["frustrated", "ok"]
     assert catalogue["user_frustration"]["judges_session"] and catalogue["user_frustration"]["judges_turns"]
+
+
+def test_tool_call_correctness_judges_only_turns_with_tools(env: Env) -> None:
+    convs = env.sent["api"]
+    job = run_and_wait(env, {"evaluators": ["tool_call_correctness"]})
+    assert job["state"] == "done", job
+    notes = env.annotations("api", name="tool_call_correctness")
+    turns = {n["target_id"]: n["label"] for n in notes if n["target_kind"] == "trace"}
+    sessions = {n["target_id"]: n["label"] for n in notes if n["target_kind"] == "session"}
+    assert turns == {t.trace_id: "correct" for c in convs for t in c.turns if t.tool}
+    assert sessions == {c.session_id: "correct" if any(t.tool for t in c.turns) else "not_applicable"
+                        for c in convs}
+    prompts = [p for p in env.judge.prompts() if "Look at the tool calls" in p]
+    assert prompts and all("Tool call: weather(" in p for p in prompts)
