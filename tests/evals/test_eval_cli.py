@@ -162,3 +162,24 @@ def test_eval_run_reads_the_database_from_the_environment(env: Env) -> None:
     assert result.returncode == 0, result.stderr
     labels = {n["target_id"]: n["label"] for n in env.annotations("filters", name="latency", target_kind="trace")}
     assert labels == {t.trace_id: "ok" for c in env.sent["filters"] for t in c.turns}  # all well under 10 s
+
+
+def test_small_token_budget_omits_oldest_turns_whole(env: Env) -> None:
+    long = next(c for c in env.sent["filters"] if c.session_id == "long")
+    asked = len(env.judge.requests)
+    result = env.cli("eval", "run", "--project", "filters", "--evaluator", "user_frustration", "--session", "long",
+                     "--identifier", "small-budget", THREADLINE_JUDGE_TOKEN_BUDGET="256")
+    assert result.returncode == 0, result.stderr
+    prompts = env.judge.prompts()[asked:]
+    assert len(prompts) == 1 + len(long.turns)
+    session_note = env.annotations("filters", name="user_frustration", identifier="small-budget",
+                                   target_kind="session")[0]
+    omitted = session_note["metadata"]["omitted_turns"]  # type: ignore[index]
+    assert 0 < omitted < len(long.turns)
+    session_prompt = next(p for p in prompts if "<conversation>" in p)
+    assert f"[{omitted} earlier turns omitted to fit the judge's budget]" in session_prompt
+    assert f"Turn {omitted}\n" not in session_prompt and f"Turn {len(long.turns)}\n" in session_prompt
+    for prompt in prompts:  # whole messages only
+        for n, t in enumerate(long.turns):
+            if f"Turn {n + 1}\n" in prompt:
+                assert f"Turn {n + 1}\nUser: {t.question}\nAssistant: {t.answer}" in prompt
