@@ -351,7 +351,7 @@ FRUSTRATION: tuple[tuple[str, ...], ...] = (
     ("I already told you all of that. I just need you to $goal.",
      "You're asking me the same thing again. Please just $goal."),
     ("This is getting really frustrating. Why can't you simply $goal?",
-     "Seriously, this is the third time I'm asking. $goal!"),
+     "Seriously, this is the third time I'm asking. $Goal!"),
     ("This is useless. I want to talk to a real person.", "Are you even reading my messages?? I need you to $goal!!"),
     ("FORGET IT. Absolutely terrible service, I'm done with this.",
      "Unbelievable. I've wasted 20 minutes here. Cancel my account."),

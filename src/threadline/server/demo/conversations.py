@@ -281,8 +281,11 @@ def _dialogue(rng: random.Random, app: App, slots: dict[str, str], count: int,
         if frustrated:
             progress = (len(lines) - 1) / (count - 2) if count > 2 else 1.0
             level = round(progress * (len(catalog.FRUSTRATION) - 1))
-            text = Template(rng.choice(catalog.FRUSTRATION[level])).safe_substitute(goal=goal)
-            lines.append((text, rng.choice(catalog.UNHELPFUL), intent if rng.random() < 0.4 else None))
+            said = [Template(o).safe_substitute(goal=goal, Goal=goal[:1].upper() + goal[1:])
+                    for o in catalog.FRUSTRATION[level]]
+            text = rng.choice([o for o in said if o != lines[-1][0]] or said)
+            reply = rng.choice([r for r in catalog.UNHELPFUL if r != lines[-1][1]])
+            lines.append((text, reply, intent if rng.random() < 0.4 else None))
         elif followups and rng.random() < 0.7:
             question, answer = followups.pop()
             lines.append((_fill(question, slots), _fill(answer, slots), None))
