@@ -116,7 +116,10 @@ class _Unit:
     trace_id: str
     session_id: str | None
     user_id: str | None
-    values: dict[str, float]
+    values: tuple[float, ...]  # in TURN_FIELDS order
+
+
+_FIELD_INDEX = {name: i for i, name in enumerate(TURN_FIELDS)}
 
 
 @dataclass(slots=True)
@@ -234,10 +237,9 @@ def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -
             continue
         if filters.tag is not None and filters.tag not in tags.get(r.trace_id, set()):
             continue
-        turn = _Unit(r.trace_id, r.session_id, r.user_id, {
-            "tokens": r.total_tokens, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-            "cost": r.cost, "latency": (r.end_ns - r.start_ns) / 1e6, "errors": 1.0 if r.errors else 0.0,
-            "llm_calls": r.llm_calls, "spans": r.spans})
+        turn = _Unit(r.trace_id, r.session_id, r.user_id, (
+            r.total_tokens, r.prompt_tokens, r.completion_tokens, r.cost, (r.end_ns - r.start_ns) / 1e6,
+            1.0 if r.errors else 0.0, r.llm_calls, r.spans))
         if group_by == "session":
             if r.session_id is not None:
                 groups[r.session_id].units.append(turn)
@@ -254,11 +256,9 @@ def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -
             for c in calls.get(r.trace_id, []):
                 if filters.model is not None and c.model != filters.model:
                     continue
-                groups[c.model or "(unknown)"].units.append(_Unit(r.trace_id, r.session_id, r.user_id, {
-                    "tokens": c.total_tokens, "prompt_tokens": c.prompt_tokens,
-                    "completion_tokens": c.completion_tokens, "cost": c.cost,
-                    "latency": (c.end_ns - c.start_ns) / 1e6, "errors": 1.0 if c.status == "ERROR" else 0.0,
-                    "llm_calls": 1.0, "spans": 1.0}))
+                groups[c.model or "(unknown)"].units.append(_Unit(r.trace_id, r.session_id, r.user_id, (
+                    c.total_tokens, c.prompt_tokens, c.completion_tokens, c.cost, (c.end_ns - c.start_ns) / 1e6,
+                    1.0 if c.status == "ERROR" else 0.0, 1.0, 1.0)))
     return dict(groups)
 
 
@@ -307,7 +307,8 @@ def _value(m: Metric, group: _Group, sessions: dict[str, tuple[int, float]], not
     if m.field == "count_users":
         return float(len({u.user_id for u in units if u.user_id is not None}))
     if m.field in TURN_FIELDS:
-        return _aggregate(m.aggregation, [u.values[m.field] for u in units])
+        index = _FIELD_INDEX[m.field]
+        return _aggregate(m.aggregation, [u.values[index] for u in units])
     if m.field in SESSION_FIELDS:
         column = 0 if m.field == "turns" else 1
         return _aggregate(m.aggregation, [float(sessions[s][column]) for s in session_ids if s in sessions])
