@@ -88,7 +88,7 @@ EMPTY = Overview(0, 0, 0, 0, 0, 0, 0, 0.0, None, None)
 def _matching_sessions(conn: Connection, pid: int, filters: SessionFilter) -> Any:
     """``SELECT session_id`` of the sessions matching ``filters`` (a subquery)."""
     s = t.sessions
-    return select(s.c.session_id).where(and_(*session_conditions(conn.dialect.name, pid, filters)))
+    return select(s.c.session_id).where(and_(*session_conditions(conn, pid, filters)))
 
 
 def _turn_latencies(conn: Connection, pid: int, filters: SessionFilter) -> list[float]:
@@ -106,7 +106,7 @@ def overview(conn: Connection, project: str, filters: SessionFilter | None = Non
     if pid is None:
         return EMPTY
     s, su = t.sessions, t.session_users
-    conditions = session_conditions(conn.dialect.name, pid, filters)
+    conditions = session_conditions(conn, pid, filters)
     totals = conn.execute(
         select(
             func.count(), func.coalesce(func.sum(s.c.turns), 0), func.coalesce(func.sum(s.c.errors), 0),
@@ -143,7 +143,7 @@ def timeseries(
     if pid is None:
         return None
     s, tr = t.sessions, t.traces
-    conditions = session_conditions(conn.dialect.name, pid, filters)
+    conditions = session_conditions(conn, pid, filters)
     low, high = conn.execute(select(func.min(s.c.start_ns), func.max(s.c.end_ns)).where(and_(*conditions))).one()
     if low is None:
         return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, and_, or_, select, tuple_
+from sqlalchemy import Connection, Row, and_, exists, or_, select, tuple_
 
 from threadline.server.model import Latency, Page, SessionDetail, SessionSummary, Tokens
 from threadline.server.query import cursor as cursors
@@ -18,7 +18,7 @@ from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
 from threadline.server.query.turns import load_turns
 from threadline.server.store import schema as t
-from threadline.server.store.fulltext import EmptySearch, matching_trace_ids
+from threadline.server.store.fulltext import EmptySearch, count_hits, fts_hits, matching_traces
 
 SessionSort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
 SESSION_SORTS: dict[str, Any] = {
@@ -58,7 +58,21 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def session_conditions(dialect: str, pid: int, filters: SessionFilter) -> list[Any]:
+#: Above this many matching turns, a search walks the sessions in sort order and probes each one
+#: (a page fills quickly); below it, it collects the sessions of the hits (few to look up).
+COMMON_SEARCH_HITS = 2000
+
+
+def _search_condition(conn: Connection, pid: int, q: str) -> Any:
+    hits = fts_hits(conn.dialect.name, q)
+    if hits is not None and count_hits(conn, pid, q) > COMMON_SEARCH_HITS:
+        tr, s = t.traces, t.sessions
+        return exists(select(tr.c.id).where(
+            tr.c.project_id == pid, tr.c.session_id == s.c.session_id, tr.c.id.in_(hits)))
+    return t.sessions.c.session_id.in_(matching_traces(conn.dialect.name, pid, q, "session_id"))
+
+
+def session_conditions(conn: Connection, pid: int, filters: SessionFilter) -> list[Any]:
     """WHERE conditions on ``sessions`` for ``filters`` (shared with the overview and metrics)."""
     s = t.sessions
     conditions: list[Any] = [s.c.project_id == pid]
@@ -78,12 +92,9 @@ def session_conditions(dialect: str, pid: int, filters: SessionFilter) -> list[A
         conditions.append(s.c.turns >= filters.min_turns)
     if filters.q is not None and filters.q.strip():
         try:
-            matches = matching_trace_ids(dialect, pid, filters.q)
+            conditions.append(_search_condition(conn, pid, filters.q))
         except EmptySearch as exc:
             raise InvalidQuery(str(exc)) from exc
-        tr = t.traces
-        conditions.append(s.c.session_id.in_(
-            select(tr.c.session_id).where(tr.c.id.in_(matches), tr.c.session_id.is_not(None))))
     return conditions
 
 
@@ -102,7 +113,7 @@ def list_sessions(
         return Page(data=[], next_cursor=None)
     s = t.sessions
     column = SESSION_SORTS[sort]
-    conditions = session_conditions(conn.dialect.name, pid, filters)
+    conditions = session_conditions(conn, pid, filters)
     if cursor:
         value_type: type = float if sort == "cost" else int
         last_value, last_id = cursors.decode(cursor, (value_type, str))

@@ -16,7 +16,7 @@ from threadline.server.query.sessions import check_limit
 from threadline.server.query.timeconv import to_ns
 from threadline.server.query.traces import span_from_row
 from threadline.server.store import schema as t
-from threadline.server.store.fulltext import EmptySearch, matching_trace_ids
+from threadline.server.store.fulltext import EmptySearch, matching_traces
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def list_spans(
         trace_conditions.append(tr.c.user_id == filters.user_id)
     if filters.q is not None and filters.q.strip():
         try:
-            trace_conditions.append(tr.c.id.in_(matching_trace_ids(conn.dialect.name, pid, filters.q)))
+            trace_conditions.append(tr.c.id.in_(matching_traces(conn.dialect.name, pid, filters.q)))
         except EmptySearch as exc:
             raise InvalidQuery(str(exc)) from exc
     if trace_conditions:

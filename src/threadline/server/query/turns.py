@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, case, select
 
 from threadline import conventions as cv
 from threadline.server.model import LlmCall, Tokens, ToolCall, Turn
@@ -40,14 +40,16 @@ def load_turns(conn: Connection, pid: int, trace_rows: Sequence[Row[Any]], first
     sp = t.spans
     llm: dict[str, list[LlmCall]] = defaultdict(list)
     tools: dict[str, list[ToolCall]] = defaultdict(list)
+    # No ORDER BY: SQLite would then walk the project's time index instead of the primary key
+    # (seconds on a large project); a turn has few spans, so they are sorted here. Only TOOL
+    # spans need their attributes (an LLM span's can be megabytes of chat history).
     rows = conn.execute(
         select(sp.c.trace_id, sp.c.span_id, sp.c.name, sp.c.kind, sp.c.model, sp.c.start_ns, sp.c.end_ns,
                sp.c.status, sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost,
-               sp.c.attributes)
+               case((sp.c.kind == "TOOL", sp.c.attributes), else_=None).label("attributes"))
         .where(sp.c.project_id == pid, sp.c.trace_id.in_(trace_ids), sp.c.kind.in_(("LLM", "TOOL")))
-        .order_by(sp.c.start_ns, sp.c.span_id)
-    )
-    for row in rows:
+    ).all()
+    for row in sorted(rows, key=lambda r: (r.start_ns, r.span_id)):
         if row.kind == "LLM":
             llm[row.trace_id].append(LlmCall(
                 span_id=row.span_id, model=row.model,
