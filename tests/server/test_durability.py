@@ -99,9 +99,9 @@ def test_stopping_during_ingest_loses_no_acknowledged_span(
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 120
-    while acked.requests < 60 and time.monotonic() < deadline and not errors:
+    while acked.requests < 40 and time.monotonic() < deadline and not errors:
         time.sleep(0.02)
-    assert acked.requests >= 60 or errors, "the senders never got going"
+    assert acked.requests >= 40 or errors, "the senders never got going"
     killed.set()  # from now on, a failed request is expected
     if how == "kill -9":
         server.kill()  # SIGKILL while requests are in flight

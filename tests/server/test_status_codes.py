@@ -400,8 +400,8 @@ def test_full_queue_gets_503_with_retry_after_and_loses_nothing(
     n = 0
     with ThreadPoolExecutor(24) as pool, grpc.insecure_channel(server.grpc_target) as channel:
         for _ in range(30):  # rounds of concurrent requests until both transports saw a full queue
-            list(pool.map(send, range(n, n + 96)))
-            n += 96
+            list(pool.map(send, range(n, n + 48)))
+            n += 48
             if unavailable and grpc.StatusCode.UNAVAILABLE in grpc_codes:
                 break
     print(f"{n} requests: {len(unavailable)} HTTP 503, {grpc_codes.count(grpc.StatusCode.UNAVAILABLE)} UNAVAILABLE")
