@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     commit_max_spans: int = Field(
         default=20_000, gt=0, description="Most spans the writer commits in one transaction (group commit)."
     )
+    commit_linger_ms: float = Field(
+        default=8.0, ge=0,
+        description="How long the writer waits for requests still being decoded so they share one commit.",
+    )
     decode_workers: int = Field(
         default=-1, ge=-1,
         description="Processes that decode and normalize OTLP payloads apart from the writer. "

@@ -38,7 +38,8 @@ class IngestService:
         )
         self.preparer = Preparer(settings.effective_decode_workers(), self.limits, settings.max_text_chars)
         self.writer = SpanWriter(
-            store, queue_max_spans=settings.queue_max_spans, commit_max_spans=settings.commit_max_spans
+            store, queue_max_spans=settings.queue_max_spans, commit_max_spans=settings.commit_max_spans,
+            commit_linger_seconds=settings.commit_linger_ms / 1000,
         )
 
     def start(self) -> None:
@@ -57,8 +58,9 @@ class IngestService:
         """Decode, normalize and durably store one export request (blocking)."""
         if self.writer.queued_spans >= self.settings.queue_max_spans:
             raise QueueFull("the write queue is full")
-        prepared = self.preparer.run(body, media, content_encoding, project_header)
-        future = self.writer.submit(prepared.records)
+        with self.writer.incoming():
+            prepared = self.preparer.run(body, media, content_encoding, project_header)
+            future = self.writer.submit(prepared.records)
         future.result()
         return ExportOutcome(
             accepted=len(prepared.records), rejected=prepared.rejected, error_message=prepared.error_message

@@ -44,22 +44,25 @@ def normalize_url(url: str) -> str:
     )
 
 
-def _sqlite_pragmas(synchronous: str) -> list[str]:
+def _sqlite_pragmas(synchronous: str, *, writer: bool) -> list[str]:
+    # Page cache per connection: the writer gets 32 MiB, each reader 8 MiB. With the memory map
+    # capped at 64 MiB the server stays well under 300 MB of RSS on a multi-GB database.
     return [
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA busy_timeout=30000",
         "PRAGMA foreign_keys=OFF",
-        "PRAGMA cache_size=-65536",
+        f"PRAGMA cache_size={-32768 if writer else -8192}",
         "PRAGMA temp_store=MEMORY",
-        "PRAGMA mmap_size=268435456",
+        "PRAGMA mmap_size=67108864",
+        "PRAGMA analysis_limit=1000",
     ]
 
 
 class Store:
     """A handle on one Threadline database."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 6) -> None:
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
@@ -92,7 +95,7 @@ class Store:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_conn.cursor()
-            for pragma in _sqlite_pragmas(synchronous):
+            for pragma in _sqlite_pragmas(synchronous, writer=writer):
                 cursor.execute(pragma)
             cursor.close()
 
@@ -117,6 +120,16 @@ class Store:
         else:
             with self._writer.begin() as tx:
                 yield tx
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics where they are stale (cheap when they are not).
+
+        SQLite: ``PRAGMA optimize`` with a bounded ``analysis_limit``; PostgreSQL's autovacuum
+        does this by itself.
+        """
+        if self.dialect == "sqlite":
+            with self.write() as tx:
+                tx.exec_driver_sql("PRAGMA optimize")
 
     def ping(self) -> None:
         """Raise if the database cannot be reached."""

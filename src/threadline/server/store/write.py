@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from threadline.server.store import schema as t
@@ -125,8 +126,12 @@ class BatchWriter:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._compiled: dict[int, tuple[Any, str]] = {}
+        self._plain_inserts = {table.name: insert(table) for table in (t.sessions, t.users, t.session_users)}
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
+        self._session_update = self._build_session_update()
+        self._user_update = self._build_user_update()
 
     # --- projects ---------------------------------------------------------------------------------
     def project_ids(self, tx: Connection, names: Iterable[str], now_ns: int) -> dict[str, int]:
@@ -288,6 +293,51 @@ class BatchWriter:
                     found.add((pid, trace_id))
         return found
 
+    def _driver_sql(self, stmt: Any) -> str:
+        """Compile a Core statement once into the driver's SQL with named parameters.
+
+        Executed with ``exec_driver_sql`` and a list of dicts it runs as a plain ``executemany``,
+        skipping SQLAlchemy's per-row parameter processing (a large share of the writer's time).
+        """
+        key = id(stmt)
+        if key not in self._compiled:
+            if self.dialect == "sqlite":
+                dialect: Any = sqlite.dialect(paramstyle="named")
+            else:
+                dialect = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
+            self._compiled[key] = (stmt, str(stmt.compile(dialect=dialect)))
+        return self._compiled[key][1]
+
+    def _create_rows(
+        self, tx: Connection, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert the rows whose key is not stored yet; return the keys of those created.
+
+        SQLite serializes writers, so existence read inside the transaction is exact; PostgreSQL
+        uses ``ON CONFLICT DO NOTHING RETURNING``, exact with concurrent writers too.
+        """
+        if self.dialect == "postgresql":
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(
+                *(table.c[k] for k in keys))
+            return [tuple(r) for r in tx.execute(stmt, rows)]
+        wanted = {tuple(row[k] for k in keys): row for row in rows}
+        existing: set[tuple[Any, ...]] = set()
+        by_project: dict[Any, list[Any]] = defaultdict(list)
+        for key in wanted:
+            by_project[key[0]].append(key[1])
+        columns = ", ".join(keys)
+        for pid, values in by_project.items():
+            ordered = sorted(set(values))
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT {columns} FROM {table.name} WHERE {keys[0]} = ? AND {keys[1]} IN ({marks})"
+                existing.update(tuple(r) for r in tx.exec_driver_sql(query, (pid, *chunk)))
+        created = [key for key in wanted if key not in existing]
+        if created:
+            tx.exec_driver_sql(self._driver_sql(self._plain_inserts[table.name]), [wanted[k] for k in created])
+        return created
+
     def _update_traces(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
     ) -> None:
@@ -324,20 +374,34 @@ class BatchWriter:
         if not deltas:
             return {}
         ordered = sorted(deltas.items())
-        s = t.sessions
-        skeleton = self._insert(s).on_conflict_do_nothing(index_elements=["project_id", "session_id"]).returning(
-            s.c.project_id)
-        created = tx.execute(skeleton, [
+        created = self._create_rows(tx, t.sessions, ("project_id", "session_id"), [
             {"project_id": pid, "session_id": sid, "start_ns": d.start_ns, "end_ns": d.end_ns, "duration_ns": 0,
              "turns": 0, "spans": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-             "cost": 0.0, "first_trace_id": d.first.trace_id if d.first else None,
-             "last_trace_id": d.last.trace_id if d.last else None,
-             "last_start_ns": d.last.start_ns if d.last else d.start_ns, "last_activity_ns": now_ns}
+             "cost": 0.0, "first_trace_id": d.first.trace_id if d.first else None, "first_input": None,
+             "last_trace_id": d.last.trace_id if d.last else None, "last_output": None,
+             "last_start_ns": d.last.start_ns if d.last else d.start_ns, "last_activity_ns": now_ns,
+             "closed_ns": None}
             for (pid, sid), d in ordered
-        ]).all()
+        ])
+        tx.exec_driver_sql(self._driver_sql(self._session_update), [
+            {"b_pid": pid, "b_sid": sid, "d_turns": d.turns, "d_spans": d.spans, "d_errors": d.errors,
+             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
+             "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
+             "d_first_start": d.first.start_ns if d.first else d.start_ns,
+             "d_first_id": d.first.trace_id if d.first else None, "d_first_input": d.first.input if d.first else None,
+             "d_last_start": d.last.start_ns if d.last else d.start_ns,
+             "d_last_id": d.last.trace_id if d.last else None, "d_last_output": d.last.output if d.last else None,
+             "d_now": now_ns}
+            for (pid, sid), d in ordered
+        ])
+        return _count_by_project(created)
+
+    def _build_session_update(self) -> Any:
+        """Apply one session's deltas; first input / last output follow the earliest / latest turn."""
+        s = t.sessions
         is_first = (bindparam("d_first_start") < s.c.start_ns) | (s.c.first_trace_id == bindparam("d_first_id"))
         is_last = (bindparam("d_last_start") > s.c.last_start_ns) | (s.c.last_trace_id == bindparam("d_last_id"))
-        stmt = update(s).where(s.c.project_id == bindparam("b_pid"), s.c.session_id == bindparam("b_sid")).values(
+        return update(s).where(s.c.project_id == bindparam("b_pid"), s.c.session_id == bindparam("b_sid")).values(
             turns=s.c.turns + bindparam("d_turns"),
             spans=s.c.spans + bindparam("d_spans"),
             errors=s.c.errors + bindparam("d_errors"),
@@ -355,40 +419,21 @@ class BatchWriter:
             last_trace_id=case((is_last, bindparam("d_last_id")), else_=s.c.last_trace_id),
             last_start_ns=case((is_last, bindparam("d_last_start")), else_=s.c.last_start_ns),
             last_activity_ns=bindparam("d_now"),
-            closed_ns=case((bindparam("d_turns") > 0, None), else_=s.c.closed_ns),
+            closed_ns=case((bindparam("d_turns") > literal_column("0"), None), else_=s.c.closed_ns),
         )
-        tx.execute(stmt, [
-            {"b_pid": pid, "b_sid": sid, "d_turns": d.turns, "d_spans": d.spans, "d_errors": d.errors,
-             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
-             "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
-             "d_first_start": d.first.start_ns if d.first else d.start_ns,
-             "d_first_id": d.first.trace_id if d.first else None, "d_first_input": d.first.input if d.first else None,
-             "d_last_start": d.last.start_ns if d.last else d.start_ns,
-             "d_last_id": d.last.trace_id if d.last else None, "d_last_output": d.last.output if d.last else None,
-             "d_now": now_ns}
-            for (pid, sid), d in ordered
-        ])
-        counts: dict[int, int] = defaultdict(int)
-        for (pid,) in created:
-            counts[pid] += 1
-        return counts
 
     def _apply_session_users(
         self, tx: Connection, news: dict[tuple[int, str], TraceState]
-    ) -> list[tuple[int, str, str]]:
+    ) -> list[tuple[Any, ...]]:
         pairs = sorted({(n.project_id, n.session_id, n.user_id) for n in news.values() if n.session_id and n.user_id})
         if not pairs:
             return []
-        su = t.session_users
-        stmt = self._insert(su).on_conflict_do_nothing(
-            index_elements=["project_id", "session_id", "user_id"]).returning(su.c.project_id, su.c.session_id,
-                                                                               su.c.user_id)
-        rows = [{"project_id": p, "session_id": s, "user_id": u} for p, s, u in pairs]  # type: ignore[misc]
-        return [(r[0], r[1], r[2]) for r in tx.execute(stmt, rows)]
+        return self._create_rows(tx, t.session_users, ("project_id", "session_id", "user_id"),
+                                 [{"project_id": p, "session_id": s, "user_id": u} for p, s, u in pairs])
 
     def _apply_users(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState],
-        new_pairs: list[tuple[int, str, str]],
+        new_pairs: list[tuple[Any, ...]],
     ) -> dict[int, int]:
         deltas: dict[tuple[int, str], _Delta] = defaultdict(_Delta)
         for key, new in news.items():
@@ -402,16 +447,24 @@ class BatchWriter:
         if not deltas:
             return {}
         ordered = sorted(deltas.items())
-        u = t.users
-        skeleton = self._insert(u).on_conflict_do_nothing(index_elements=["project_id", "user_id"]).returning(
-            u.c.project_id)
-        created = tx.execute(skeleton, [
+        created = self._create_rows(tx, t.users, ("project_id", "user_id"), [
             {"project_id": pid, "user_id": uid, "first_seen_ns": d.start_ns, "last_seen_ns": d.end_ns,
              "sessions": 0, "turns": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
              "cost": 0.0}
             for (pid, uid), d in ordered
-        ]).all()
-        stmt = update(u).where(u.c.project_id == bindparam("b_pid"), u.c.user_id == bindparam("b_uid")).values(
+        ])
+        tx.exec_driver_sql(self._driver_sql(self._user_update), [
+            {"b_pid": pid, "b_uid": uid, "d_sessions": d.sessions, "d_turns": d.turns, "d_errors": d.errors,
+             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
+             "d_cost": d.cost, "d_start": min(d.start_ns, 2**62), "d_end": d.end_ns}
+            for (pid, uid), d in ordered
+        ])
+        return _count_by_project(created)
+
+    def _build_user_update(self) -> Any:
+        """Apply one user's deltas."""
+        u = t.users
+        return update(u).where(u.c.project_id == bindparam("b_pid"), u.c.user_id == bindparam("b_uid")).values(
             sessions=u.c.sessions + bindparam("d_sessions"),
             turns=u.c.turns + bindparam("d_turns"),
             errors=u.c.errors + bindparam("d_errors"),
@@ -422,16 +475,6 @@ class BatchWriter:
             first_seen_ns=self._least(u.c.first_seen_ns, bindparam("d_start")),
             last_seen_ns=self._greatest(u.c.last_seen_ns, bindparam("d_end")),
         )
-        tx.execute(stmt, [
-            {"b_pid": pid, "b_uid": uid, "d_sessions": d.sessions, "d_turns": d.turns, "d_errors": d.errors,
-             "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
-             "d_cost": d.cost, "d_start": min(d.start_ns, 2**62), "d_end": d.end_ns}
-            for (pid, uid), d in ordered
-        ])
-        counts: dict[int, int] = defaultdict(int)
-        for (pid,) in created:
-            counts[pid] += 1
-        return counts
 
     def _apply_projects(
         self, tx: Connection, inserted: set[tuple[int, str, str]], created: set[tuple[int, str]],
@@ -487,3 +530,9 @@ def _merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> 
         if r.output and rank < (state.output_rank if state.output_rank is not None else _TEXT_MAX_RANK):
             state.output, state.output_rank = r.output, rank
 
+
+def _count_by_project(created: list[tuple[Any, ...]]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for key in created:
+        counts[key[0]] += 1
+    return counts
