@@ -126,7 +126,7 @@ class BatchWriter:
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._compiled: dict[int, tuple[Any, str]] = {}
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[Any, str]] = {}
         self._plain_inserts = {table.name: insert(table) for table in (t.sessions, t.users, t.session_users)}
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
@@ -205,7 +205,7 @@ class BatchWriter:
         stmt = self._insert(t.spans).on_conflict_do_nothing(
             index_elements=["project_id", "trace_id", "span_id"]
         ).returning(t.spans.c.project_id, t.spans.c.trace_id, t.spans.c.span_id)
-        return {(row[0], row[1], row[2]) for row in tx.execute(stmt, rows)}
+        return {(row[0], row[1], row[2]) for row in self._pg_returning(tx, stmt, rows)}
 
     def _insert_spans_sqlite(
         self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
@@ -257,7 +257,7 @@ class BatchWriter:
         else:
             stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
                 t.traces.c.project_id, t.traces.c.trace_id)
-            created = {(row[0], row[1]) for row in tx.execute(stmt, skeletons)}
+            created = {(row[0], row[1]) for row in self._pg_returning(tx, stmt, skeletons)}
         olds: dict[tuple[int, str], TraceState | None] = {}
         news: dict[tuple[int, str], TraceState] = {}
         cols = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
@@ -293,20 +293,36 @@ class BatchWriter:
                     found.add((pid, trace_id))
         return found
 
-    def _driver_sql(self, stmt: Any) -> str:
+    def _driver_sql(self, stmt: Any, columns: Sequence[str] | None = None) -> str:
         """Compile a Core statement once into the driver's SQL with named parameters.
 
         Executed with ``exec_driver_sql`` and a list of dicts it runs as a plain ``executemany``,
         skipping SQLAlchemy's per-row parameter processing (a large share of the writer's time).
+        For an INSERT, ``columns`` names the values given (the others take their defaults).
         """
-        key = id(stmt)
+        key = (id(stmt), tuple(columns or ()))
         if key not in self._compiled:
             if self.dialect == "sqlite":
                 dialect: Any = sqlite.dialect(paramstyle="named")
             else:
                 dialect = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
-            self._compiled[key] = (stmt, str(stmt.compile(dialect=dialect)))
+            compiled = stmt.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+            self._compiled[key] = (stmt, str(compiled))
         return self._compiled[key][1]
+
+    def _pg_returning(self, tx: Connection, stmt: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """``executemany`` with ``RETURNING`` through psycopg itself (pipeline mode, one short
+        statement); SQLAlchemy's multi-row VALUES statements are re-parsed by psycopg each time."""
+        cursor = tx.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._driver_sql(stmt, list(rows[0])), rows, returning=True)
+            out: list[tuple[Any, ...]] = []
+            while True:
+                out.extend(tuple(r) for r in cursor.fetchall())
+                if not cursor.nextset():
+                    return out
+        finally:
+            cursor.close()
 
     def _create_rows(
         self, tx: Connection, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]
@@ -319,7 +335,7 @@ class BatchWriter:
         if self.dialect == "postgresql":
             stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(
                 *(table.c[k] for k in keys))
-            return [tuple(r) for r in tx.execute(stmt, rows)]
+            return self._pg_returning(tx, stmt, rows)
         wanted = {tuple(row[k] for k in keys): row for row in rows}
         existing: set[tuple[Any, ...]] = set()
         by_project: dict[Any, list[Any]] = defaultdict(list)
@@ -335,7 +351,8 @@ class BatchWriter:
                 existing.update(tuple(r) for r in tx.exec_driver_sql(query, (pid, *chunk)))
         created = [key for key in wanted if key not in existing]
         if created:
-            tx.exec_driver_sql(self._driver_sql(self._plain_inserts[table.name]), [wanted[k] for k in created])
+            fresh = [wanted[k] for k in created]
+            tx.exec_driver_sql(self._driver_sql(self._plain_inserts[table.name], list(fresh[0])), fresh)
         return created
 
     def _update_traces(
