@@ -189,6 +189,11 @@ def test_database_outage_gives_503_then_recovers(db_url: str, server_factory: Ca
         during = [traffic.send() for _ in range(9)]
         assert set(during) <= {503, grpc.StatusCode.UNAVAILABLE}, during
         assert 503 in during and grpc.StatusCode.UNAVAILABLE in during
+        for path in ("/healthz", "/v1/projects", f"/v1/projects/{PROJECT}/sessions"):
+            response = httpx.get(server.base_url + path, timeout=60)
+            assert response.status_code == 503, (path, response.text)
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["error"]["code"] == "store_unavailable"
 
         forwarder.start()
         for _ in range(20):  # the pool notices the database is back within a few requests

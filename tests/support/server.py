@@ -88,7 +88,20 @@ class ServerProcess:
                 self.kill()
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free a moment ago (all held open while picking)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def new_server(db_url: str, home: Path, **extra_env: str) -> ServerProcess:
     """A not-yet-started server on fresh ports."""
-    return ServerProcess(db_url=db_url, home=home, port=free_port(), grpc_port=free_port(),
-                         otlp_http_port=free_port(), extra_env=extra_env)
+    port, grpc_port, otlp_http_port = free_ports(3)
+    return ServerProcess(db_url=db_url, home=home, port=port, grpc_port=grpc_port,
+                         otlp_http_port=otlp_http_port, extra_env=extra_env)
