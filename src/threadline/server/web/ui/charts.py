@@ -10,8 +10,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from threadline.server.query.annotations import TurnScores
 from threadline.server.query.overview import TimeSeries, TurnMark
-from threadline.server.web.ui.render import clock, compact, duration, timestamp
+from threadline.server.web.ui.render import clock, compact, duration, score, timestamp
 
 CHART_WIDTH, CHART_HEIGHT = 600, 110
 STRIP_WIDTH, STRIP_HEIGHT = 1000, 28
@@ -103,3 +104,71 @@ def timeline_strip(marks: list[TurnMark], loaded: set[str], trace_href: Callable
         bars.append(Bar(x=round(x, 2), y=round(STRIP_HEIGHT - height, 2), width=round(min(width, STRIP_WIDTH - x), 2),
                         height=round(height, 2), title=tip, css=css, href=href, turn=mark.index + 1))
     return bars
+
+
+SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 160, 28, 3
+
+
+@dataclass(frozen=True, slots=True)
+class SparkPoint:
+    """One turn of a sparkline: its position, tooltip and whether it is scored or the broken turn."""
+
+    x: float
+    y: float
+    title: str
+    css: str
+    turn: int
+    score: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sparkline:
+    """The per-turn trend of one annotation's score (one point per turn, in order)."""
+
+    name: str
+    width: int
+    height: int
+    points: list[SparkPoint]
+    line: str  # SVG polyline points through the scored turns
+    low: str
+    high: str
+
+
+def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
+    """One sparkline per annotation name with a score on some turn; ``[]`` when no turn is scored.
+
+    The y axis spans the scores' own range (at least 0..1 when they fit in it) so a flat series
+    stays readable. Turns without a score of that name are drawn as hollow points on the baseline;
+    the broken turn (:func:`threadline.server.query.annotations.first_broken_turn`) is ``broken``.
+    """
+    names = sorted({name for turn in turns for name, note in turn.annotations.items() if note.mean_score is not None})
+    broken = next((turn.trace_id for turn in turns if turn.broken), None)
+    lines: list[Sparkline] = []
+    step = (SPARK_WIDTH - 2 * SPARK_PAD) / max(len(turns) - 1, 1)
+    for name in names:
+        values = [note.mean_score for turn in turns if (note := turn.annotations.get(name)) is not None
+                  and note.mean_score is not None]
+        low, high = min(values), max(values)
+        if low >= 0 and high <= 1:
+            low, high = 0.0, 1.0
+        spread = (high - low) or 1.0
+        points: list[SparkPoint] = []
+        for turn in turns:
+            note = turn.annotations.get(name)
+            value = note.mean_score if note is not None else None
+            x = round(SPARK_PAD + turn.index * step if len(turns) > 1 else SPARK_WIDTH / 2, 2)
+            if value is None:
+                y, css, text = float(SPARK_HEIGHT - SPARK_PAD), "none", "no score"
+            else:
+                y = SPARK_HEIGHT - SPARK_PAD - (SPARK_HEIGHT - 2 * SPARK_PAD) * (value - low) / spread
+                css, text = "scored", score(value)
+            if turn.trace_id == broken:
+                css += " broken"
+            tip = f"Turn {turn.index + 1} · {name}: {text}" + (" · conversation breaks here" if
+                                                              turn.trace_id == broken else "")
+            points.append(SparkPoint(x=x, y=round(y, 2), title=tip, css=css, turn=turn.index + 1,
+                                     score="" if value is None else score(value)))
+        line = " ".join(f"{p.x},{p.y}" for p in points if p.score)
+        lines.append(Sparkline(name=name, width=SPARK_WIDTH, height=SPARK_HEIGHT, points=points, line=line,
+                               low=score(low), high=score(high)))
+    return lines

@@ -22,6 +22,7 @@ from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.traces import get_trace
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
+from threadline.server.web.ui.evals import breakdown
 from threadline.server.web.ui.params import BadParameter, clean, parse_int, session_query
 from threadline.server.web.ui.render import SECURITY_HEADERS, STATIC, html_response, static_version, url_part
 from threadline.server.web.ui.spans import turn_calls
@@ -95,6 +96,7 @@ def conversation_fragment(request: Request, project: str, session_id: str, conn:
     loaded = {m.trace_id for m in marks[: first]} | {t.trace_id for t in turns}
     return html_response("fragments/conversation.html", headers={"X-Live-Version": version}, project=project,
                          s=detail.summary, turns=turns, strip_count=len(marks),
+                         breakdown=breakdown(conn, project, session_id),
                          strip=timeline_strip(marks, loaded, lambda t: f"/projects/{url_part(project)}/traces/{t}"))
 
 

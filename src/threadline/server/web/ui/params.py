@@ -4,10 +4,14 @@ Pages take their parameters as plain strings (an empty form field is "not set", 
 and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
 The names are the REST API's (``start``, ``end``, ``user_id``, ``q``, ``has_error``, ``min_turns``,
 ``sort``, ``order``, ``cursor``) plus ``range``, a preset window ending now.
+
+A sort of ``score:<annotation name>`` (UI only) ranks sessions or users by the mean score of
+that annotation (best/worst first); ``min_score``/``max_score`` then filter on that mean.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +30,9 @@ RANGES: dict[str, tuple[str, timedelta | None]] = {
 }
 SESSION_SORTS = ("start_time", "end_time", "turns", "tokens", "cost", "duration", "errors")
 USER_SORTS = ("last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors")
+
+
+SCORE_PREFIX = "score:"
 
 
 class BadParameter(ValueError):
@@ -73,6 +80,47 @@ def parse_bool(name: str, value: str | None) -> bool | None:
     raise BadParameter(f"{name}: {value!r} is not true or false")
 
 
+def parse_float(name: str, value: str | None) -> float | None:
+    """A finite number, or ``None`` when empty."""
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise BadParameter(f"{name}: {value!r} is not a number") from exc
+    if not math.isfinite(number):
+        raise BadParameter(f"{name}: must be a finite number")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRanking:
+    """A ``sort=score:<name>`` ranking with its optional bounds on the mean score."""
+
+    name: str
+    min_score: float | None
+    max_score: float | None
+
+
+def parse_sort(params: Mapping[str, str], choices: tuple[str, ...], default: str) -> tuple[str, ScoreRanking | None]:
+    """The ``sort`` column, or the annotation ranking when it is ``score:<name>``.
+
+    ``min_score``/``max_score`` need a score sort (they bound the mean of that annotation).
+    """
+    value = params.get("sort") or ""
+    low, high = parse_float("min_score", params.get("min_score")), parse_float("max_score", params.get("max_score"))
+    if value.startswith(SCORE_PREFIX):
+        name = value[len(SCORE_PREFIX):]
+        if not name:
+            raise BadParameter("sort: score: needs an annotation name, like score:user_frustration")
+        if low is not None and high is not None and low > high:
+            raise BadParameter("min_score must not be above max_score")
+        return value, ScoreRanking(name, low, high)
+    if low is not None or high is not None:
+        raise BadParameter("min_score/max_score need a score sort: click an annotation column first")
+    return parse_choice("sort", value, choices, default), None
+
+
 def parse_choice(name: str, value: str | None, choices: tuple[str, ...], default: str) -> str:
     """One of ``choices`` (``default`` when empty)."""
     if not value:
@@ -92,11 +140,22 @@ class SessionQuery:
     order: str
     cursor: str | None
     limit: int
+    ranking: ScoreRanking | None = None
 
     @property
     def live(self) -> bool:
         """Whether new sessions may appear at the top (newest first, first page)."""
         return self.sort == "start_time" and self.order == "desc" and self.cursor is None
+
+    @property
+    def ignored_filters(self) -> list[str]:
+        """The filters set in the URL that a score ranking cannot apply (it ranks every session)."""
+        if self.ranking is None:
+            return []
+        f = self.filters
+        named = [("time range", f.start is not None or f.end is not None), ("search", bool(f.q)),
+                 ("user", bool(f.user_id)), ("errors", f.has_error is not None), ("min turns", f.min_turns is not None)]
+        return [name for name, on in named if on]
 
 
 def session_query(params: Mapping[str, str], now: datetime | None = None) -> SessionQuery:
@@ -115,11 +174,11 @@ def session_query(params: Mapping[str, str], now: datetime | None = None) -> Ses
         start=start, end=end, user_id=p.get("user_id"), q=p.get("q"),
         has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
     )
+    sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
     return SessionQuery(
         filters=filters, range=preset if preset else ("custom" if start or end else ""),
-        sort=parse_choice("sort", p.get("sort"), SESSION_SORTS, "start_time"),
-        order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
-        cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50,
+        sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
+        cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50, ranking=ranking,
     )
 
 
@@ -138,4 +197,6 @@ def sort_link(params: Mapping[str, str], path: str, column: str, current: str, o
               default_order: str = "desc") -> str:
     """Link that sorts by ``column`` (toggling the order when it is already the sort), first page."""
     new_order = ("asc" if order == "desc" else "desc") if column == current else default_order
-    return link(params, path, drop=("cursor",), sort=column, order=new_order)
+    drop = ("cursor",) if column.startswith(SCORE_PREFIX) and column == current else ("cursor", "min_score",
+                                                                                          "max_score")
+    return link(params, path, drop=drop, sort=column, order=new_order)

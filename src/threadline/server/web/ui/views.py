@@ -15,23 +15,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
-from threadline.server.model import SessionSummary, Turn, UserSummary
+from threadline.server.model import Page, SessionSummary, Turn, UserSummary
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks
 from threadline.server.query.projects import list_projects, project_id
+from threadline.server.query.ranking import sessions_by_annotation, users_by_annotation
 from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.traces import get_trace
 from threadline.server.query.users import get_user, list_users
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui import fragments
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
+from threadline.server.web.ui.evals import breakdown
 from threadline.server.web.ui.params import (
     RANGES,
+    USER_SORTS,
     BadParameter,
+    ScoreRanking,
     clean,
     link,
     parse_choice,
     parse_int,
+    parse_sort,
     session_query,
     sort_link,
 )
@@ -63,6 +68,14 @@ def annotation_names(rows: Iterable[SessionSummary | UserSummary]) -> list[str]:
     names: set[str] = set()
     for row in rows:
         names.update(row.annotations)
+    return sorted(names)
+
+
+def score_columns(rows: Iterable[SessionSummary | UserSummary], ranking: ScoreRanking | None) -> list[str]:
+    """The annotation columns of a page, always including the one it is ranked by."""
+    names = set(annotation_names(rows))
+    if ranking is not None:
+        names.add(ranking.name)
     return sorted(names)
 
 
@@ -110,8 +123,17 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         return unknown_project(request, conn, project)
     try:
         query = session_query(request.query_params)
-        page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
-                             limit=min(query.limit, 500), cursor=query.cursor)
+        limit = min(query.limit, 500)
+        means: dict[str, float] = {}
+        if query.ranking is not None:
+            r = query.ranking
+            ranked = sessions_by_annotation(conn, project, r.name, order=query.order, limit=limit,
+                                            cursor=query.cursor, min_score=r.min_score, max_score=r.max_score)
+            page = Page(data=[x.session for x in ranked.data], next_cursor=ranked.next_cursor)
+            means = {x.session.session_id: x.mean_score for x in ranked.data}
+        else:
+            page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
+                                 limit=limit, cursor=query.cursor)
         totals = overview(conn, project, query.filters)
         chart = activity_chart(timeseries(conn, project, query.filters))
     except (BadParameter, InvalidQuery) as exc:
@@ -120,7 +142,8 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
     params = context["params"]
     return html_response(
         "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES, q=query.filters.q or "",
-        columns=annotation_names(page.data), version=activity(conn, project) if query.live else "",
+        columns=score_columns(page.data, query.ranking), ranking=query.ranking, means=means,
+        version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
                                                            query.order, default),
         live_url=link(params, f"/projects/{url_part(project)}/fragments/sessions") if query.live else "",
@@ -153,6 +176,7 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
         "session.html", detail=detail, s=detail.summary, turns=detail.turns,
         strip=timeline_strip(marks, loaded, lambda t: f"{base}/traces/{url_part(t)}"),
         strip_count=len(marks), more_url=more_url, paged=turn_cursor is not None, words=words,
+        breakdown=breakdown(conn, project, session_id),
         matches=[t.index for t in detail.turns if turn_matches(t, words)],
         live_url=f"{base}/fragments/conversation/{url_part(session_id)}" if live else "",
         version=activity(conn, project, session_id) if live else "",
@@ -190,17 +214,26 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
         return unknown_project(request, conn, project)
     params = clean(request.query_params)
     try:
-        sort = parse_choice("sort", params.get("sort"), ("last_seen", "first_seen", "sessions", "turns", "tokens",
-                                                        "cost", "errors"), "last_seen")
+        sort, ranking = parse_sort(params, USER_SORTS, "last_seen")
         order = parse_choice("order", params.get("order"), ("asc", "desc"), "desc")
         limit = min(parse_int("limit", params.get("limit"), minimum=1) or 50, 500)
-        page = list_users(conn, project, q=params.get("q"), sort=sort, order=order, limit=limit,
-                          cursor=params.get("cursor"))
+        means: dict[str, float] = {}
+        if ranking is not None:
+            ranked = users_by_annotation(conn, project, ranking.name, order=order, limit=limit,
+                                         cursor=params.get("cursor"), min_score=ranking.min_score,
+                                         max_score=ranking.max_score)
+            page = Page(data=[x.user for x in ranked.data], next_cursor=ranked.next_cursor)
+            means = {x.user.user_id: x.mean_score for x in ranked.data}
+        else:
+            page = list_users(conn, project, q=params.get("q"), sort=sort, order=order, limit=limit,
+                              cursor=params.get("cursor"))
     except (BadParameter, InvalidQuery) as exc:
         return problem(request, conn, project, 400, "Cannot show these users", str(exc), "users")
     context = base_context(request, conn, project, "users")
     return html_response(
-        "users.html", page=page, sort=sort, order=order, q=params.get("q", ""), columns=annotation_names(page.data),
+        "users.html", page=page, sort=sort, order=order, q=params.get("q", ""),
+        columns=score_columns(page.data, ranking), ranking=ranking, means=means,
+        ignored=["search"] if ranking is not None and params.get("q") else [],
         sort_link=lambda column, default="desc": sort_link(context["params"], request.url.path, column, sort,
                                                            order, default),
         **context,

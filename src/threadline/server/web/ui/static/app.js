@@ -274,6 +274,51 @@
     }
   }
 
+  // --- annotate by hand: POST JSON to the REST API, then reload to show the new badges ----------
+  const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+  document.addEventListener("submit", function (event) {
+    const form = event.target.closest ? event.target.closest("form[data-annotate]") : null;
+    if (!form) return;
+    event.preventDefault();
+    const status = form.querySelector("[data-annotate-status]");
+    function say(text, bad) {
+      if (status) { status.textContent = text; status.classList.toggle("err", !!bad); }
+    }
+    function field(name) {
+      const input = form.elements.namedItem(name);
+      return input && typeof input.value === "string" ? input.value.trim() : "";
+    }
+    const body = { target_kind: form.dataset.targetKind, target_id: form.dataset.targetId, name: field("name"),
+      annotator_kind: "HUMAN", identifier: "ui" };
+    if (field("label")) body.label = field("label");
+    const score = field("score");
+    // A number goes as a number; anything else goes as typed so the API explains what is wrong.
+    if (score) body.score = NUMBER.test(score) && isFinite(Number(score)) ? Number(score) : score;
+    if (field("explanation")) body.explanation = field("explanation");
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.disabled = true;
+    say("Saving…", false);
+    fetch(form.dataset.api, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+    }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (data) {
+        if (response.ok) {
+          say("Saved.", false);
+          window.location.reload();
+          return;
+        }
+        const error = data && data.error ? data.error : null;
+        say(error && error.message ? String(error.message) : "The server answered " + response.status + ".", true);
+        if (button) button.disabled = false;
+      });
+    }).catch(function () {
+      say("Could not reach the server.", true);
+      if (button) button.disabled = false;
+    });
+  });
+
   // --- trace view: select a span without a reload ---------------------------------------------
   document.addEventListener("click", function (event) {
     const link = event.target.closest("a[data-select-span]");
