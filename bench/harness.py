@@ -123,7 +123,7 @@ class ServerRun:
     def start(self, timeout: float = 120.0) -> ServerRun:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.log").open("ab")
-        env = {**os.environ, "THREADLINE_HOME": str(self.home), "THREADLINE_LOG_LEVEL": "warning"}
+        env = {"THREADLINE_LOG_LEVEL": "warning", **os.environ, "THREADLINE_HOME": str(self.home)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "threadline", "serve", "--db", self.db_url, "--port", str(self.port),
              "--grpc-port", "0", "--otlp-http-port", "0"],
