@@ -242,3 +242,11 @@ def test_openapi_and_health(filled: Filled) -> None:
 def test_no_page_loads_scripts_from_another_origin(filled: Filled) -> None:
     for path in ("/docs", "/redoc"):
         assert filled.client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/v1/projects/a%00b/sessions", "/v1/projects/contract/sessions/x%00y",
+                                  "/v1/projects/contract/users?q=%00", "/v1/projects/contract/spans?session_id=%00"])
+def test_unstorable_text_in_a_request_is_a_400(filled: Filled, path: str) -> None:
+    response = filled.client.get(path)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_request"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from threadline.server.evals.lifecycle import Lifecycle
@@ -19,6 +19,7 @@ from threadline.server.web import otlp
 from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import evals, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
+from threadline.server.web.api.guards import reject_unstorable_text
 from threadline.server.web.ui.views import router as ui_router
 
 log = logging.getLogger("threadline")
@@ -64,6 +65,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
         description="Sessions, users and traces of LLM applications. Lists are "
         "`{data, next_cursor}`; errors are `{error: {code, message}}`; times are RFC 3339 UTC.",
+        # Text no database can store (NUL, lone surrogates) in any path or query is a 400.
+        dependencies=[Depends(reject_unstorable_text)],
     )
     _attach(app, runtime)
 

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,10 +26,10 @@ from threadline.server.store.annotations import AnnotationWrite, delete_annotati
 from threadline.server.store.engine import Store
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
-from threadline.server.web.api.guards import check_json_text, reject_unstorable_text
+from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["annotations"], dependencies=[Depends(reject_unstorable_text)])
+router = APIRouter(tags=["annotations"])
 TargetKind = Literal["span", "trace", "session", "user"]
 AnnotatorKind = Literal["HUMAN", "LLM", "CODE"]
 MAX_BULK = 1000

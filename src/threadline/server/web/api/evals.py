@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,9 +16,9 @@ from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
-from threadline.server.web.api.guards import check_json_text, reject_unstorable_text
+from threadline.server.web.api.guards import check_json_text
 
-router = APIRouter(tags=["evals"], dependencies=[Depends(reject_unstorable_text)])
+router = APIRouter(tags=["evals"])
 _lock = threading.Lock()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,10 +19,10 @@ from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_session, write_project_settings
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
-from threadline.server.web.api.guards import check_json_text, reject_unstorable_text
+from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import rfc3339
 
-router = APIRouter(tags=["lifecycle"], dependencies=[Depends(reject_unstorable_text)])
+router = APIRouter(tags=["lifecycle"])
 
 
 class ProjectSettingsIn(BaseModel):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
 from threadline.server.web.api.deps import ReadConn
-from threadline.server.web.api.guards import reject_unstorable_text
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(reject_unstorable_text)])
+router = APIRouter(tags=["metrics"])
 
 METRIC_HELP = (
     "Repeatable. agg(field) with agg in count, sum, mean, min, max, p50, p90, p95, p99 and field in tokens, "
