@@ -9,29 +9,18 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import OperationalError
 
+from threadline.server.cli_store import db_option, load_settings, open_configured_store
 from threadline.server.demo.command import demo_command
 from threadline.server.evals.commands import eval_group, metrics_command
-from threadline.server.settings import Settings
 
 if TYPE_CHECKING:
-    from threadline.server.store.engine import Store
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with command-line flags (not ``None``) on top."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'setting'}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(f"invalid configuration: {problems}") from exc
+    pass
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,22 +58,6 @@ def serve(host: str | None, port: int | None, grpc_port: int | None, otlp_http_p
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
-def _open(database_url: str | None) -> tuple[Settings, Store]:
-    from threadline.server.store.engine import StoreConfigError, open_store
-
-    settings = load_settings(database_url=database_url)
-    try:
-        return settings, open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    except StoreConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except OperationalError as exc:
-        raise click.ClickException(f"cannot open the database: {exc.orig or exc}") from exc
-
-
-db_option = click.option("--db", "database_url", default=None,
-                         help="Database URL (THREADLINE_DATABASE_URL); default SQLite under THREADLINE_HOME.")
-
-
 @cli.command()
 @click.option("--project", required=True, help="Project to export.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
@@ -97,7 +70,7 @@ def export(project: str, output: str, since: datetime | None, database_url: str 
     from threadline.server.query.sessions import SessionFilter, iter_session_details
     from threadline.server.web.api.serialize import to_json
 
-    _settings, store = _open(database_url)
+    _settings, store = open_configured_store(database_url)
     filters = SessionFilter(start=since.replace(tzinfo=UTC) if since else None)
     count = 0
     with store.read() as conn, click.open_file(output, "w", encoding="utf-8") as out, _progress() as progress:
@@ -124,7 +97,7 @@ def erase(project: str, session_id: str | None, user_id: str | None, yes: bool, 
 
     if session_id and user_id:
         raise click.UsageError("pass --session or --user, not both")
-    _settings, store = _open(database_url)
+    _settings, store = open_configured_store(database_url)
     with store.read() as conn:
         pid = project_id(conn, project)
     if pid is None:
@@ -149,7 +122,7 @@ def doctor(database_url: str | None) -> None:
 
     from threadline.server.store.migrate import current_revision, head_revision
 
-    settings, store = _open(database_url)
+    settings, store = open_configured_store(database_url)
     problems = 0
     click.echo(f"database   {store.dialect}: {_redact(settings.resolved_database_url)}")
     current, head = current_revision(store), head_revision()

@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from threadline.server.settings import Settings
-from threadline.server.store.engine import Store
+from threadline.server.cli_store import db_option, open_configured_store
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -35,24 +34,6 @@ def parse_time(value: str | None, *, now: datetime | None = None) -> datetime | 
         raise click.BadParameter(f"{value!r}: use 2026-11-21, 2026-11-21T10:00:00Z or a duration like 7d") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-
-def _open(database_url: str | None) -> tuple[Settings, Store]:
-    from sqlalchemy.exc import OperationalError
-
-    from threadline.server.cli import load_settings
-    from threadline.server.store.engine import StoreConfigError, open_store
-
-    settings = load_settings(database_url=database_url)
-    try:
-        return settings, open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    except StoreConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except OperationalError as exc:
-        raise click.ClickException(f"cannot open the database: {exc.orig or exc}") from exc
-
-
-_db_option = click.option("--db", "database_url", default=None,
-                          help="Database URL (THREADLINE_DATABASE_URL); default SQLite under THREADLINE_HOME.")
 
 
 @click.group("eval")
@@ -81,7 +62,7 @@ def list_command() -> None:
 @click.option("--identifier", default="threadline", show_default=True,
               help="Annotation identifier: runs with the same identifier update each other's annotations.")
 @click.option("--closed-only", is_flag=True, help="Only sessions that are closed.")
-@_db_option
+@db_option
 def run_command(project: str, evaluators: tuple[str, ...], since: str | None, session_lists: tuple[str, ...],
                 single_sessions: tuple[str, ...], identifier: str, closed_only: bool, database_url: str | None) -> None:
     """Evaluate a project's sessions; already evaluated sessions are skipped (resumable)."""
@@ -95,7 +76,7 @@ def run_command(project: str, evaluators: tuple[str, ...], since: str | None, se
         except KeyError as exc:
             raise click.BadParameter(str(exc.args[0]), param_hint="--evaluator") from exc
     ids = [s for chunk in session_lists for s in chunk.split(",") if s] + list(single_sessions)
-    settings, store = _open(database_url)
+    settings, store = open_configured_store(database_url)
     options = RunOptions(project=project, evaluators=list(evaluators), since=parse_time(since),
                          session_ids=ids or None, identifier=identifier, closed_only=closed_only)
     console = Console(stderr=True)
@@ -148,7 +129,7 @@ def run_command(project: str, evaluators: tuple[str, ...], since: str | None, se
 @click.option("--order", type=click.Choice(["asc", "desc"]), default="desc", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_db_option
+@db_option
 def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start: str | None, end: str | None,
                     user_id: str | None, session_id: str | None, model: str | None, tag: str | None,
                     order_by: str | None, order: str, limit: int, as_json: bool, database_url: str | None) -> None:
@@ -156,7 +137,7 @@ def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start
     from threadline.server.query.errors import InvalidQuery
     from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
 
-    _settings, store = _open(database_url)
+    _settings, store = open_configured_store(database_url)
     try:
         with store.read() as conn:
             result = compute_metrics(
