@@ -1,0 +1,256 @@
+"""Evaluations in the UI: rank by a score column, where a conversation breaks, score trends, annotate by hand.
+
+Annotations are made through the real REST API (and, for hand annotation, through the page's form),
+against the real server of ``conftest.ui``; every page is guarded (no dialog, no console error).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import Guard, UiServer
+from .traffic import P_IMG, P_SCRIPT, P_SVG, P_TD, SECOND, SessionSpec, TurnSpec, now_ns, send
+
+pytestmark = pytest.mark.browser
+
+PROJECT = "evals"
+NAME = "user_frustration"
+# Session-level scores of NAME: ev-3 has two annotators (0.4 and 0.6 → mean 0.5), ev-4 none.
+SESSION_SCORES = {"ev-1": [0.2], "ev-2": [0.9], "ev-3": [0.4, 0.6]}
+USER_OF = {"ev-1": "ana", "ev-2": "bo", "ev-3": "cy", "ev-4": "di"}
+DI_OWN = 0.7  # a user annotation of NAME on di, who has no scored session
+HELPFULNESS = [1.0, 0.5, 0.0, 0.25]  # per turn of ev-4
+
+
+@dataclass
+class EvalData:
+    trace_ids: dict[str, list[str]]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _post(http: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    """POST annotations, waiting (bounded) until the exported turns are stored and visible."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = http.post(f"/v1/projects/{PROJECT}/annotations", json=body)
+        if response.status_code != 404 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def evals(ui: UiServer) -> EvalData:
+    start = now_ns() - 600 * SECOND
+    turns = {"ev-1": 3, "ev-2": 2, "ev-3": 1, "ev-4": 4}
+    specs = [
+        SessionSpec(sid, [TurnSpec(USER_OF[sid], f"{sid} question {n + 1}", f"{sid} answer {n + 1}",
+                                   start + (i * 10 + n) * SECOND,
+                                   fail=(sid == "ev-4" and n == 2) or (sid == "ev-2" and n == 1))
+                          for n in range(count)])
+        for i, (sid, count) in enumerate(turns.items())
+    ]
+    ids = dict(zip(turns, send(ui.endpoint, PROJECT, specs), strict=True))
+    notes: list[dict[str, Any]] = []
+    for sid, scores in SESSION_SCORES.items():
+        for k, value in enumerate(scores):
+            notes.append({"target_kind": "session", "target_id": sid, "name": NAME, "score": value,
+                          "annotator_kind": "LLM", "identifier": f"judge-{k}"})
+    notes.append({"target_kind": "user", "target_id": "di", "name": NAME, "score": DI_OWN, "annotator_kind": "HUMAN"})
+    for n, value in enumerate(HELPFULNESS):
+        notes.append({"target_kind": "trace", "target_id": ids["ev-4"][n], "name": "helpfulness", "score": value,
+                      "annotator_kind": "LLM"})
+    # ev-4 breaks at turn 2 (frustrated) although turn 3 is the one that errors.
+    notes.append({"target_kind": "trace", "target_id": ids["ev-4"][1], "name": NAME, "label": "frustrated",
+                  "score": 1.0, "annotator_kind": "LLM", "explanation": f"user repeats {P_SCRIPT} {P_IMG}"})
+    notes.append({"target_kind": "trace", "target_id": ids["ev-4"][0], "name": P_SVG, "label": P_TD, "score": 0.3,
+                  "annotator_kind": "HUMAN", "explanation": P_IMG})
+    with httpx.Client(base_url=ui.base_url, timeout=30) as http:
+        response = _post(http, {"data": notes})
+        assert response.status_code == 200, response.text
+    return EvalData(ids)
+
+
+def _row_keys(page: Page, table: str) -> list[str]:
+    return [k or "" for k in page.locator(f"{table} tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")]
+
+
+def _column(page: Page, table: str, sort: str) -> list[str]:
+    """The texts of the column whose header sorts by ``sort``."""
+    return list(page.locator(table).evaluate(
+        """(t, sort) => {
+            const ths = Array.from(t.tHead.rows[0].cells);
+            const i = ths.findIndex(th => th.querySelector(`a[data-sort="${sort}"]`));
+            return Array.from(t.tBodies[0].rows).map(r => r.cells[i].textContent.trim());
+        }""", sort))
+
+
+def test_sessions_ranked_by_score_column(page: Page, ui: UiServer, evals: EvalData) -> None:
+    means = {sid: _mean(v) for sid, v in SESSION_SCORES.items()}
+    worst_first = sorted(means, key=lambda s: -means[s])
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions"))
+    page.locator(f'#sessions-table th a[data-sort="score:{NAME}"]').click()
+    page.wait_for_url(f"**sort=score%3A{NAME}**")
+    assert "order=desc" in page.url
+    assert _row_keys(page, "#sessions-table") == worst_first  # ev-4 has no session score: left out
+    expect(page.locator(".ranking-note")).to_contain_text("highest first")
+    assert [float(c) for c in _column(page, "#sessions-table", f"score:{NAME}")] == [
+        round(means[s], 2) for s in worst_first]
+
+    page.locator(f'#sessions-table th a[data-sort="score:{NAME}"]').click()
+    page.wait_for_url("**order=asc**")
+    assert _row_keys(page, "#sessions-table") == worst_first[::-1]
+
+    # min/max score filter on the mean, from the filter form.
+    page.locator("input[name=min_score]").fill("0.3")
+    page.locator("form[data-filters] button[type=submit]").click()
+    page.wait_for_url("**min_score=0.3**")
+    assert _row_keys(page, "#sessions-table") == [s for s in worst_first[::-1] if means[s] >= 0.3]
+
+    # keyset pagination with the ranking's cursor
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&order=desc&limit=2"))
+    assert _row_keys(page, "#sessions-table") == worst_first[:2]
+    page.locator("a[rel=next]").click()
+    page.wait_for_url("**cursor=**")
+    assert _row_keys(page, "#sessions-table") == worst_first[2:]
+
+    # filters the ranking cannot combine with are named, not silently dropped
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&q=question&has_error=true"))
+    expect(page.locator(".ignored-filters")).to_contain_text("search")
+    expect(page.locator(".ignored-filters")).to_contain_text("errors")
+
+
+def test_bad_score_bounds_are_a_400_page(ui: UiServer, http: httpx.Client, evals: EvalData) -> None:
+    for query, word in ((f"sort=score:{NAME}&min_score=abc", "min_score"), ("min_score=0.5", "score sort"),
+                        (f"sort=score:{NAME}&min_score=0.8&max_score=0.2", "max_score")):
+        for path in ("sessions", "users"):
+            response = http.get(f"/projects/{PROJECT}/{path}?{query}")
+            assert response.status_code == 400, (path, query)
+            assert word in response.text
+
+
+def test_users_ranked_by_score_column(page: Page, ui: UiServer, evals: EvalData) -> None:
+    means = {USER_OF[sid]: _mean(v) for sid, v in SESSION_SCORES.items()} | {"di": DI_OWN}
+    page.goto(ui.url(f"/projects/{PROJECT}/users"))
+    page.locator(f'#users-table th a[data-sort="score:{NAME}"]').click()
+    page.wait_for_url(f"**sort=score%3A{NAME}**")
+    assert _row_keys(page, "#users-table") == sorted(means, key=lambda u: -means[u])
+    page.goto(ui.url(f"/projects/{PROJECT}/users?sort=score:{NAME}&order=asc&max_score=0.6"))
+    assert _row_keys(page, "#users-table") == [u for u in sorted(means, key=lambda u: means[u]) if means[u] <= 0.6]
+
+
+def test_broken_turn_marked_and_trend_has_a_point_per_turn(page: Page, ui: UiServer, evals: EvalData) -> None:
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-4"))
+    expect(page.locator("#turn-2")).to_have_class("turn broken")
+    expect(page.locator("#turn-2 .badge.breaks")).to_have_text("conversation breaks here")
+    expect(page.locator("#turn-2 .breaks-reason")).to_contain_text(f"{NAME}: frustrated")
+    expect(page.locator("#turn-2 .breaks-reason")).to_contain_text(P_SCRIPT)  # the explanation, as text
+    expect(page.locator(".turn.broken")).to_have_count(1)  # turn 3 errors too, but later
+    expect(page.locator("#turn-3")).to_have_class("turn failed")
+    header_link = page.locator("#session-header .breakdown a")
+    expect(header_link).to_have_attribute("href", "#turn-2")
+    header_link.click()
+    page.wait_for_url("**#turn-2")
+
+    trend = page.locator('#session-header .trend[data-trend="helpfulness"] circle')
+    expect(trend).to_have_count(len(HELPFULNESS))
+    scores = trend.evaluate_all("cs => cs.map(c => c.dataset.score)")
+    assert [float(s) for s in scores] == HELPFULNESS
+    assert trend.evaluate_all("cs => cs.map(c => c.classList.contains('broken'))") == [False, True, False, False]
+    # higher score → higher point (smaller y)
+    ys = [float(y) for y in trend.evaluate_all("cs => cs.map(c => c.getAttribute('cy'))")]
+    assert ys[0] < ys[1] < ys[3] < ys[2]
+    # an annotation on one turn only still has one point per turn (the others hollow)
+    expect(page.locator(f'#session-header .trend[data-trend="{NAME}"] circle')).to_have_count(4)
+    expect(page.locator(f'#session-header .trend[data-trend="{NAME}"] circle.none')).to_have_count(3)
+    expect(page.locator("#session-header .trend figcaption", has_text=P_SVG)).to_have_count(1)
+
+    # a session whose first failure is an error: the reason says so
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-2"))
+    expect(page.locator(".turn.broken")).to_have_count(1)
+    expect(page.locator("#turn-2 .breaks-reason")).to_contain_text("error")
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-1"))
+    expect(page.locator(".badge.breaks")).to_have_count(0)
+    assert page.locator("img, [onerror], svg[onload]").count() == 0
+
+
+def test_annotate_form_creates_annotation(page: Page, ui: UiServer, http: httpx.Client, evals: EvalData) -> None:
+    trace_id = evals.trace_ids["ev-1"][0]
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-1"))
+    turn = page.locator("#turn-1")
+    turn.locator("details.annotate summary").click()
+    form = turn.locator("form[data-annotate]")
+    form.get_by_label("Name").fill("tone")
+    form.get_by_label("Label").fill("warm")
+    form.get_by_label("Score").fill("0.8")
+    form.get_by_label("Explanation").fill("kind reply")
+    with page.expect_navigation():
+        form.get_by_role("button", name="Save").click()
+    expect(page.locator("#turn-1 .turn-annotations .badge.note", has_text="tone")).to_contain_text("0.8")
+
+    found = http.get(f"/v1/projects/{PROJECT}/annotations",
+                     params={"target_kind": "trace", "target_id": trace_id, "name": "tone"}).json()["data"]
+    assert len(found) == 1
+    note = found[0]
+    assert (note["label"], note["score"], note["explanation"]) == ("warm", 0.8, "kind reply")
+    assert (note["annotator_kind"], note["identifier"]) == ("HUMAN", "ui")
+
+
+def test_annotate_form_shows_api_errors(page: Page, guard: Guard, ui: UiServer, http: httpx.Client,
+                                        evals: EvalData) -> None:
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-3"))
+    form = page.locator(".session-annotate form[data-annotate]")
+    page.locator(".session-annotate details.annotate summary").click()
+    for bad, phrase in (("abc", "valid number"), ("1e999", "finite")):
+        # the same JSON (same key order) as app.js sends, straight to the API
+        expected = http.post(f"/v1/projects/{PROJECT}/annotations", json={
+            "target_kind": "session", "target_id": "ev-3", "name": "x", "annotator_kind": "HUMAN",
+            "identifier": "ui", "score": bad})
+        assert 400 <= expected.status_code < 500
+        message = expected.json()["error"]["message"]
+        assert phrase in message
+        form.get_by_label("Name").fill("x")
+        form.get_by_label("Score").fill(bad)
+        form.get_by_role("button", name="Save").click()
+        expect(form.locator("[data-annotate-status]")).to_have_text(message)
+        expect(form.locator("[data-annotate-status]")).to_have_class("annotate-status err")
+    listed = http.get(f"/v1/projects/{PROJECT}/annotations",
+                      params={"target_kind": "session", "target_id": "ev-3", "name": "x"}).json()["data"]
+    assert listed == []
+    # The browser logs each refused fetch; those two 400s are expected, anything else still fails the test.
+    refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+    assert guard.console_errors.count(refused) == 2
+    guard.console_errors[:] = [e for e in guard.console_errors if e != refused]
+
+
+def test_annotate_form_hostile_text_renders_as_text(page: Page, ui: UiServer, http: httpx.Client,
+                                                    evals: EvalData) -> None:
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-3"))
+    page.locator(".session-annotate details.annotate summary").click()
+    form = page.locator(".session-annotate form[data-annotate]")
+    form.get_by_label("Name").fill(P_SCRIPT)
+    form.get_by_label("Label").fill(P_IMG)
+    form.get_by_label("Explanation").fill(P_TD)
+    with page.expect_navigation():
+        form.get_by_role("button", name="Save").click()
+    badge = page.locator("#session-header .badge.note", has_text=P_SCRIPT)
+    expect(badge).to_contain_text(P_IMG)
+    assert page.locator("img, [onerror], main script").count() == 0
+    found = http.get(f"/v1/projects/{PROJECT}/annotations",
+                     params={"target_kind": "session", "target_id": "ev-3", "name": P_SCRIPT}).json()["data"]
+    assert [(n["label"], n["explanation"]) for n in found] == [(P_IMG, P_TD)]
+    # the hostile name is now a score-less column of the sessions table, and its header link is a plain URL
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions"))
+    header = page.locator("#sessions-table th.note-cell", has_text=P_SCRIPT)
+    expect(header).to_have_count(1)
+    header.locator("a").click()
+    expect(page.locator(".ranking-note")).to_contain_text(P_SCRIPT)
+    expect(page.locator("#sessions-table tbody tr")).to_have_count(0)  # a label only: nothing to rank
