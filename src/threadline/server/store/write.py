@@ -21,10 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, case, func, insert, literal_column, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, case, func, literal_column, select, update
 
 from threadline.server.store import schema as t
+from threadline.server.store.bulk import Bulk
 from threadline.server.store.records import SpanRecord
 
 _TEXT_MAX_RANK = 2**62
@@ -125,9 +125,8 @@ class BatchWriter:
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[Any, str]] = {}
-        self._plain_inserts = {table.name: insert(table) for table in (t.sessions, t.users, t.session_users)}
+        self._bulk = Bulk(dialect)
+        self._insert = self._bulk.insert
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
         self._session_update = self._build_session_update()
@@ -205,27 +204,14 @@ class BatchWriter:
         stmt = self._insert(t.spans).on_conflict_do_nothing(
             index_elements=["project_id", "trace_id", "span_id"]
         ).returning(t.spans.c.project_id, t.spans.c.trace_id, t.spans.c.span_id)
-        return {(row[0], row[1], row[2]) for row in self._pg_returning(tx, stmt, rows)}
+        return {(row[0], row[1], row[2]) for row in self._bulk.returning(tx, stmt, rows)}
 
     def _insert_spans_sqlite(
         self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
     ) -> set[tuple[int, str, str]]:
-        # SQLite serializes writers (BEGIN IMMEDIATE), so "which of these exist" read inside the
-        # transaction is exact; a plain executemany is much cheaper than INSERT … RETURNING.
-        traces: dict[int, set[str]] = defaultdict(set)
-        for pid, trace_id, _span_id in unique:
-            traces[pid].add(trace_id)
-        existing: set[tuple[int, str, str]] = set()
-        for pid, trace_ids in traces.items():
-            ordered = sorted(trace_ids)
-            for start in range(0, len(ordered), 500):
-                chunk = ordered[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for trace_id, span_id in tx.exec_driver_sql(
-                    f"SELECT trace_id, span_id FROM spans WHERE project_id = ? AND trace_id IN ({marks})",
-                    (pid, *chunk),
-                ):
-                    existing.add((pid, trace_id, span_id))
+        # SQLite serializes writers: which spans exist, read inside the transaction, is exact, and a
+        # plain executemany is much cheaper than INSERT … RETURNING.
+        existing = self._bulk.existing(tx, "spans", ("project_id", "trace_id", "span_id"), unique)
         fresh = [key for key in unique if key not in existing]
         if fresh:
             tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [
@@ -248,7 +234,7 @@ class BatchWriter:
         if self.dialect == "sqlite":
             # A trace row is created in the transaction that stores its first span, and SQLite
             # writers are serialized: the traces without a row yet are exactly the new ones.
-            created = set(by_trace) - self._existing_traces(tx, by_trace)
+            created = set(by_trace) - self._bulk.existing(tx, "traces", ("project_id", "trace_id"), by_trace)
             if created:
                 tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [
                     (row["project_id"], row["trace_id"], row["start_ns"], row["end_ns"]) for row in skeletons
@@ -257,7 +243,7 @@ class BatchWriter:
         else:
             stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
                 t.traces.c.project_id, t.traces.c.trace_id)
-            created = {(row[0], row[1]) for row in self._pg_returning(tx, stmt, skeletons)}
+            created = {(row[0], row[1]) for row in self._bulk.returning(tx, stmt, skeletons)}
         olds: dict[tuple[int, str], TraceState | None] = {}
         news: dict[tuple[int, str], TraceState] = {}
         cols = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
@@ -277,83 +263,6 @@ class BatchWriter:
         for key, spans in by_trace.items():
             _merge_spans(news[key], spans, fresh=key in created)
         return olds, news, created
-
-    def _existing_traces(self, tx: Connection, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
-        per_project: dict[int, list[str]] = defaultdict(list)
-        for pid, trace_id in keys:
-            per_project[pid].append(trace_id)
-        found: set[tuple[int, str]] = set()
-        for pid, trace_ids in per_project.items():
-            for start in range(0, len(trace_ids), 500):
-                chunk = trace_ids[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for (trace_id,) in tx.exec_driver_sql(
-                    f"SELECT trace_id FROM traces WHERE project_id = ? AND trace_id IN ({marks})", (pid, *chunk)
-                ):
-                    found.add((pid, trace_id))
-        return found
-
-    def _driver_sql(self, stmt: Any, columns: Sequence[str] | None = None) -> str:
-        """Compile a Core statement once into the driver's SQL with named parameters.
-
-        Executed with ``exec_driver_sql`` and a list of dicts it runs as a plain ``executemany``,
-        skipping SQLAlchemy's per-row parameter processing (a large share of the writer's time).
-        For an INSERT, ``columns`` names the values given (the others take their defaults).
-        """
-        key = (id(stmt), tuple(columns or ()))
-        if key not in self._compiled:
-            if self.dialect == "sqlite":
-                dialect: Any = sqlite.dialect(paramstyle="named")
-            else:
-                dialect = postgresql.psycopg.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
-            compiled = stmt.compile(dialect=dialect, column_keys=list(columns) if columns else None)
-            self._compiled[key] = (stmt, str(compiled))
-        return self._compiled[key][1]
-
-    def _pg_returning(self, tx: Connection, stmt: Any, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """``executemany`` with ``RETURNING`` through psycopg itself (pipeline mode, one short
-        statement); SQLAlchemy's multi-row VALUES statements are re-parsed by psycopg each time."""
-        cursor = tx.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(self._driver_sql(stmt, list(rows[0])), rows, returning=True)
-            out: list[tuple[Any, ...]] = []
-            while True:
-                out.extend(tuple(r) for r in cursor.fetchall())
-                if not cursor.nextset():
-                    return out
-        finally:
-            cursor.close()
-
-    def _create_rows(
-        self, tx: Connection, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]
-    ) -> list[tuple[Any, ...]]:
-        """Insert the rows whose key is not stored yet; return the keys of those created.
-
-        SQLite serializes writers, so existence read inside the transaction is exact; PostgreSQL
-        uses ``ON CONFLICT DO NOTHING RETURNING``, exact with concurrent writers too.
-        """
-        if self.dialect == "postgresql":
-            stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(
-                *(table.c[k] for k in keys))
-            return self._pg_returning(tx, stmt, rows)
-        wanted = {tuple(row[k] for k in keys): row for row in rows}
-        existing: set[tuple[Any, ...]] = set()
-        by_project: dict[Any, list[Any]] = defaultdict(list)
-        for key in wanted:
-            by_project[key[0]].append(key[1])
-        columns = ", ".join(keys)
-        for pid, values in by_project.items():
-            ordered = sorted(set(values))
-            for start in range(0, len(ordered), 500):
-                chunk = ordered[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT {columns} FROM {table.name} WHERE {keys[0]} = ? AND {keys[1]} IN ({marks})"
-                existing.update(tuple(r) for r in tx.exec_driver_sql(query, (pid, *chunk)))
-        created = [key for key in wanted if key not in existing]
-        if created:
-            fresh = [wanted[k] for k in created]
-            tx.exec_driver_sql(self._driver_sql(self._plain_inserts[table.name], list(fresh[0])), fresh)
-        return created
 
     def _update_traces(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
@@ -391,7 +300,7 @@ class BatchWriter:
         if not deltas:
             return {}
         ordered = sorted(deltas.items())
-        created = self._create_rows(tx, t.sessions, ("project_id", "session_id"), [
+        created = self._bulk.create_missing(tx, t.sessions, ("project_id", "session_id"), [
             {"project_id": pid, "session_id": sid, "start_ns": d.start_ns, "end_ns": d.end_ns, "duration_ns": 0,
              "turns": 0, "spans": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
              "cost": 0.0, "first_trace_id": d.first.trace_id if d.first else None, "first_input": None,
@@ -400,7 +309,7 @@ class BatchWriter:
              "closed_ns": None}
             for (pid, sid), d in ordered
         ])
-        tx.exec_driver_sql(self._driver_sql(self._session_update), [
+        tx.exec_driver_sql(self._bulk.driver_sql(self._session_update), [
             {"b_pid": pid, "b_sid": sid, "d_turns": d.turns, "d_spans": d.spans, "d_errors": d.errors,
              "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
              "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
@@ -445,7 +354,7 @@ class BatchWriter:
         pairs = sorted({(n.project_id, n.session_id, n.user_id) for n in news.values() if n.session_id and n.user_id})
         if not pairs:
             return []
-        return self._create_rows(tx, t.session_users, ("project_id", "session_id", "user_id"),
+        return self._bulk.create_missing(tx, t.session_users, ("project_id", "session_id", "user_id"),
                                  [{"project_id": p, "session_id": s, "user_id": u} for p, s, u in pairs])
 
     def _apply_users(
@@ -464,13 +373,13 @@ class BatchWriter:
         if not deltas:
             return {}
         ordered = sorted(deltas.items())
-        created = self._create_rows(tx, t.users, ("project_id", "user_id"), [
+        created = self._bulk.create_missing(tx, t.users, ("project_id", "user_id"), [
             {"project_id": pid, "user_id": uid, "first_seen_ns": d.start_ns, "last_seen_ns": d.end_ns,
              "sessions": 0, "turns": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
              "cost": 0.0}
             for (pid, uid), d in ordered
         ])
-        tx.exec_driver_sql(self._driver_sql(self._user_update), [
+        tx.exec_driver_sql(self._bulk.driver_sql(self._user_update), [
             {"b_pid": pid, "b_uid": uid, "d_sessions": d.sessions, "d_turns": d.turns, "d_errors": d.errors,
              "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
              "d_cost": d.cost, "d_start": min(d.start_ns, 2**62), "d_end": d.end_ns}
