@@ -56,8 +56,8 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         status_message=_clean_text(span.status_message),
         session_id=_clean_text(session_id(attrs, metadata)),
         user_id=_clean_text(user_id(attrs, metadata)),
-        input=_clean_text(_bound(input_text(attrs, kind), max_text_chars)),
-        output=_clean_text(_bound(output_text(attrs, kind), max_text_chars)),
+        input=_clean_text(_bound(input_text(attrs), max_text_chars)),
+        output=_clean_text(_bound(output_text(attrs), max_text_chars)),
         model=_clean_text(model[:256]) if model else None,
         is_llm=is_llm,
         prompt_tokens=prompt,
@@ -334,7 +334,7 @@ _INPUT_KEYS = ("input", "question", "query", "message", "prompt", "text", "user_
 _OUTPUT_KEYS = ("output", "answer", "response", "content", "text", "result", "completion")
 
 
-def input_text(attrs: dict[str, Any], kind: str) -> str | None:
+def input_text(attrs: dict[str, Any]) -> str | None:
     """The text a person would call this span's input (the last user message for chat)."""
     messages = flattened_messages(attrs, cv.LLM_INPUT_MESSAGES)
     if messages:
@@ -344,7 +344,7 @@ def input_text(attrs: dict[str, Any], kind: str) -> str | None:
     return _value_text(attrs.get(cv.INPUT_VALUE), _INPUT_KEYS, ("user",))
 
 
-def output_text(attrs: dict[str, Any], kind: str) -> str | None:
+def output_text(attrs: dict[str, Any]) -> str | None:
     """The text a person would call this span's output (the assistant reply for chat)."""
     messages = flattened_messages(attrs, cv.LLM_OUTPUT_MESSAGES)
     if messages:

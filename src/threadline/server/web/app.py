@@ -33,7 +33,6 @@ class Runtime:
         self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
         self.ingest = IngestService(settings, self.store)
         self.lifecycle = Lifecycle(settings, self.store)
-        self.background: list[object] = []
 
     def start(self) -> None:
         """Start the writer, the decode workers and background loops."""
