@@ -254,3 +254,16 @@ def test_annotate_form_hostile_text_renders_as_text(page: Page, ui: UiServer, ht
     header.locator("a").click()
     expect(page.locator(".ranking-note")).to_contain_text(P_SCRIPT)
     expect(page.locator("#sessions-table tbody tr")).to_have_count(0)  # a label only: nothing to rank
+
+
+def test_breakdown_link_opens_the_trace_when_the_turn_is_not_loaded(page: Page, ui: UiServer) -> None:
+    long = ui.long  # 130 turns, turn 58 fails: it is on the first page of 100 turns, not on the second
+    broken_trace = ui.trace_ids[long.session_id][57]
+    page.goto(ui.url(f"/projects/shop/sessions/{long.session_id}"))
+    expect(page.locator("#turn-58.broken .badge.breaks")).to_have_count(1)
+    more = page.locator("a[data-more]").get_attribute("href")
+    assert more and "turn_cursor=" in more
+    page.goto(ui.url(more))
+    expect(page.locator("#turn-58")).to_have_count(0)
+    page.locator("#session-header .breakdown a").click()
+    page.wait_for_url(f"**/traces/{broken_trace}")

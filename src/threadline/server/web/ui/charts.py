@@ -119,6 +119,7 @@ class SparkPoint:
     css: str
     turn: int
     score: str
+    trace_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,7 @@ def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
             tip = f"Turn {turn.index + 1} · {name}: {text}" + (" · conversation breaks here" if
                                                               turn.trace_id == broken else "")
             points.append(SparkPoint(x=x, y=round(y, 2), title=tip, css=css, turn=turn.index + 1,
-                                     score="" if value is None else score(value)))
+                                     score="" if value is None else score(value), trace_id=turn.trace_id))
         line = " ".join(f"{p.x},{p.y}" for p in points if p.score)
         lines.append(Sparkline(name=name, width=SPARK_WIDTH, height=SPARK_HEIGHT, points=points, line=line,
                                low=score(low), high=score(high)))

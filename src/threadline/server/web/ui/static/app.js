@@ -274,6 +274,17 @@
     }
   }
 
+  // Breakdown and trend links go to their turn when it is on the page, else to its trace.
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest ? event.target.closest("a[data-turn-link]") : null;
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const id = (link.getAttribute("href") || "").slice(1);
+    if (id && !document.getElementById(id)) {
+      event.preventDefault();
+      window.location.assign(link.dataset.turnLink);
+    }
+  });
+
   // --- annotate by hand: POST JSON to the REST API, then reload to show the new badges ----------
   const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
