@@ -107,6 +107,7 @@ def timeline_strip(marks: list[TurnMark], loaded: set[str], trace_href: Callable
 
 
 SPARK_WIDTH, SPARK_HEIGHT, SPARK_PAD = 160, 28, 3
+SPARK_MAX_POINTS = 200  # longer sessions: the line only, plus the broken turn's point (keeps pages small)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
     The y axis spans the scores' own range (at least 0..1 when they fit in it) so a flat series
     stays readable. Turns without a score of that name are drawn as hollow points on the baseline;
     the broken turn (:func:`threadline.server.query.annotations.first_broken_turn`) is ``broken``.
+    Over :data:`SPARK_MAX_POINTS` turns only the line and the broken turn's point are kept.
     """
     names = sorted({name for turn in turns for name, note in turn.annotations.items() if note.mean_score is not None})
     broken = next((turn.trace_id for turn in turns if turn.broken), None)
@@ -170,6 +172,8 @@ def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
             points.append(SparkPoint(x=x, y=round(y, 2), title=tip, css=css, turn=turn.index + 1,
                                      score="" if value is None else score(value), trace_id=turn.trace_id))
         line = " ".join(f"{p.x},{p.y}" for p in points if p.score)
+        if len(points) > SPARK_MAX_POINTS:
+            points = [p for p in points if "broken" in p.css]
         lines.append(Sparkline(name=name, width=SPARK_WIDTH, height=SPARK_HEIGHT, points=points, line=line,
                                low=score(low), high=score(high)))
     return lines

@@ -288,6 +288,22 @@
   // --- annotate by hand: POST JSON to the REST API, then reload to show the new badges ----------
   const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
+  // Opening "Annotate" clones the page's one form template (no markup from data: attributes only).
+  document.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!details.matches || !details.matches("details[data-annotate-kind]") || !details.open) return;
+    if (details.querySelector("form[data-annotate]")) return;
+    const template = document.getElementById("annotate-form");
+    if (!template || !template.content.firstElementChild) return;
+    const form = template.content.firstElementChild.cloneNode(true);
+    form.dataset.targetKind = details.dataset.annotateKind;
+    form.dataset.targetId = details.dataset.annotateId;
+    form.setAttribute("aria-label", "Annotate " + (details.dataset.annotateWhat || ""));
+    details.appendChild(form);
+    const first = form.querySelector("input");
+    if (first) first.focus();
+  }, true);
+
   document.addEventListener("submit", function (event) {
     const form = event.target.closest ? event.target.closest("form[data-annotate]") : null;
     if (!form) return;
