@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from threadline.server.query.annotations import (
     AnnotationFilter,
@@ -59,7 +59,7 @@ class AnnotationIn(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _something(self) -> AnnotationIn:
+    def _check(self) -> AnnotationIn:
         if self.label is None and self.score is None:
             raise ValueError("an annotation needs a label, a score or both")
         for name in ("target_id", "name", "label", "explanation", "identifier", "metadata"):
@@ -74,6 +74,16 @@ class AnnotationBatch(BaseModel):
     data: list[AnnotationIn] = Field(min_length=1, max_length=MAX_BULK)
 
 
+def _shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "data" in value else "annotation"
+
+
+#: One annotation, or ``{"data": [...]}``; validation errors speak of the shape that was sent only.
+OneOrBatch = Annotated[
+    Annotated[AnnotationIn, Tag("annotation")] | Annotated[AnnotationBatch, Tag("batch")], Discriminator(_shape)
+]
+
+
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
@@ -82,7 +92,7 @@ def _store(request: Request) -> Store:
 @router.post("/v1/projects/{project}/annotations", summary="Create or update annotations (one or a batch)")
 def upsert(
     project: str, request: Request,
-    body: Annotated[AnnotationIn | AnnotationBatch, Body(
+    body: Annotated[OneOrBatch, Body(
         description="One annotation, or {\"data\": [annotation, …]} (up to 1000) written in one transaction")],
 ) -> JSONResponse:
     """Upsert on (target_kind, target_id, name, identifier); every target must exist (else 404)."""
