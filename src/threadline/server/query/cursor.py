@@ -7,6 +7,8 @@ import binascii
 import json
 from typing import Any
 
+from sqlalchemy import Connection, Float, Table, and_, select, tuple_
+
 from threadline.server.query.errors import InvalidQuery
 
 
@@ -32,3 +34,25 @@ def decode(cursor: str, types: tuple[type, ...]) -> list[Any]:
         if not ok:
             raise InvalidQuery("invalid cursor: it does not belong to this list or sort order")
     return values
+
+
+def keyset_page(
+    conn: Connection, table: Table, conditions: list[Any], column: Any, id_column: Any, *, descending: bool,
+    limit: int, cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """One page of ``table`` rows ordered by ``(column, id_column)``, and the cursor of the next page.
+
+    The cursor holds the sort key of the page's last row; the next page starts strictly after it.
+    """
+    conditions = list(conditions)
+    if cursor:
+        value_type: type = float if isinstance(column.type, Float) else int
+        last_value, last_id = decode(cursor, (value_type, str))
+        key, bound = tuple_(column, id_column), tuple_(last_value, last_id)
+        conditions.append(key < bound if descending else key > bound)
+    ordering = [column.desc(), id_column.desc()] if descending else [column.asc(), id_column.asc()]
+    rows = list(conn.execute(select(table).where(and_(*conditions)).order_by(*ordering).limit(limit + 1)).all())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode(getattr(rows[-1], column.key), getattr(rows[-1], id_column.key))

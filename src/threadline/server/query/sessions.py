@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, and_, exists, or_, select, tuple_
+from sqlalchemy import Connection, Row, and_, exists, or_, select
 
 from threadline.server.model import Latency, Page, SessionDetail, SessionSummary, Tokens
 from threadline.server.query import cursor as cursors
@@ -112,21 +112,10 @@ def list_sessions(
     if pid is None:
         return Page(data=[], next_cursor=None)
     s = t.sessions
-    column = SESSION_SORTS[sort]
-    conditions = session_conditions(conn, pid, filters)
-    if cursor:
-        value_type: type = float if sort == "cost" else int
-        last_value, last_id = cursors.decode(cursor, (value_type, str))
-        key, bound = tuple_(column, s.c.session_id), tuple_(last_value, last_id)
-        conditions.append(key < bound if descending else key > bound)
-    ordering = [column.desc(), s.c.session_id.desc()] if descending else [column.asc(), s.c.session_id.asc()]
-    rows = conn.execute(select(s).where(and_(*conditions)).order_by(*ordering).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if more and rows:
-        last = rows[-1]
-        next_cursor = cursors.encode(getattr(last, column.key), last.session_id)
+    rows, next_cursor = cursors.keyset_page(
+        conn, s, session_conditions(conn, pid, filters), SESSION_SORTS[sort], s.c.session_id,
+        descending=descending, limit=limit, cursor=cursor,
+    )
     return Page(data=summaries(conn, pid, project, rows), next_cursor=next_cursor)
 
 

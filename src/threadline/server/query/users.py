@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, tuple_
+from sqlalchemy import Connection, Row, func, select, tuple_
 
 from threadline.server.model import Page, Tokens, UserDetail, UserSummary
 from threadline.server.query import cursor as cursors
@@ -48,15 +48,9 @@ def list_users(
     conditions: list[Any] = [u.c.project_id == pid]
     if q and q.strip():
         conditions.append(func.lower(u.c.user_id).like(f"%{_escape_like(q.strip().lower())}%", escape="\\"))
-    if cursor:
-        last_value, last_id = cursors.decode(cursor, (float if sort == "cost" else int, str))
-        key, bound = tuple_(column, u.c.user_id), tuple_(last_value, last_id)
-        conditions.append(key < bound if descending else key > bound)
-    ordering = [column.desc(), u.c.user_id.desc()] if descending else [column.asc(), u.c.user_id.asc()]
-    rows = conn.execute(select(u).where(and_(*conditions)).order_by(*ordering).limit(limit + 1)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = cursors.encode(getattr(rows[-1], column.key), rows[-1].user_id) if more and rows else None
+    rows, next_cursor = cursors.keyset_page(
+        conn, u, conditions, column, u.c.user_id, descending=descending, limit=limit, cursor=cursor
+    )
     return Page(data=user_summaries(conn, pid, project, rows), next_cursor=next_cursor)
 
 
