@@ -181,8 +181,41 @@ class SendResult:
     retries: int
 
 
+CLIENTS = ("requests", "httpx")
+
+
+class _Poster:
+    """One keep-alive OTLP/HTTP connection posting protobuf bodies; ``requests`` (urllib3) is the
+    transport of the OpenTelemetry Python exporter, httpx a heavier alternative."""
+
+    def __init__(self, url: str, client: str) -> None:
+        self.url = url
+        headers = {"content-type": "application/x-protobuf", "x-project-name": PROJECT}
+        if client == "httpx":
+            self._httpx = httpx.Client(timeout=120, headers=headers)
+        else:
+            import requests
+
+            self._session = requests.Session()
+            self._session.headers.update(headers)
+
+    def post(self, body: bytes) -> tuple[int, str, str | None]:
+        """(status, text, Retry-After) of one POST."""
+        if hasattr(self, "_httpx"):
+            response = self._httpx.post(self.url, content=body)
+            return response.status_code, response.text, response.headers.get("retry-after")
+        reply = self._session.post(self.url, data=body, timeout=120)
+        return reply.status_code, reply.text, reply.headers.get("retry-after")
+
+    def close(self) -> None:
+        if hasattr(self, "_httpx"):
+            self._httpx.close()
+        else:
+            self._session.close()
+
+
 def send(url: str, batches: Iterable[Batch], threads: int = 12,
-         on_ack: Callable[[int], None] | None = None) -> SendResult:
+         on_ack: Callable[[int], None] | None = None, client: str = "requests") -> SendResult:
     """POST every batch as protobuf from ``threads`` concurrent clients; retry 503s after Retry-After."""
     work: queue.Queue[Batch | None] = queue.Queue(maxsize=threads * 4)
     lock = threading.Lock()
@@ -190,24 +223,26 @@ def send(url: str, batches: Iterable[Batch], threads: int = 12,
     errors: list[str] = []
 
     def worker() -> None:
-        with httpx.Client(timeout=120, headers={"content-type": "application/x-protobuf",
-                                                "x-project-name": PROJECT}) as client:
+        poster = _Poster(url, client)
+        try:
             while (batch := work.get()) is not None:
                 while True:
-                    response = client.post(url, content=batch.body)
-                    if response.status_code == 200:
+                    status, text, retry_after = poster.post(batch.body)
+                    if status == 200:
                         with lock:
                             totals["acked"] += batch.spans
                             if on_ack is not None:
                                 on_ack(batch.spans)
                         break
-                    if response.status_code == 503:
+                    if status == 503:
                         with lock:
                             totals["retries"] += 1
-                        time.sleep(float(response.headers.get("retry-after", "1")))
+                        time.sleep(float(retry_after or "1"))
                         continue
-                    errors.append(f"{response.status_code}: {response.text[:300]}")
+                    errors.append(f"{status}: {text[:300]}")
                     break
+        finally:
+            poster.close()
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
     started = time.perf_counter()
@@ -225,19 +260,24 @@ def send(url: str, batches: Iterable[Batch], threads: int = 12,
     return SendResult(totals["acked"], elapsed, totals["retries"])
 
 
-def project_spans(base_url: str, project: str = PROJECT) -> int:
+def project_spans(base_url: str, project: str = PROJECT, client: httpx.Client | None = None) -> int:
     """The span count of ``project`` as ``GET /v1/projects`` reports it (0 when absent)."""
-    data = httpx.get(f"{base_url}/v1/projects", timeout=30).json()["data"]
+    data = (client or httpx).get(f"{base_url}/v1/projects", timeout=30).json()["data"]
     return next((int(p["spans"]) for p in data if p["name"] == project), 0)
 
 
 def wait_queryable(base_url: str, total_spans: int, timeout: float = 3600.0) -> None:
-    """Poll the REST API until every span is counted and the sessions list answers."""
+    """Poll the REST API until every span is counted and the sessions list answers.
+
+    One keep-alive client for all polls: a new client per poll would load TLS certificates each
+    time and take CPU from the server being measured.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if project_spans(base_url) >= total_spans:
-            page = httpx.get(f"{base_url}/v1/projects/{PROJECT}/sessions", params={"limit": 1}, timeout=30)
-            if page.status_code == 200 and page.json()["data"]:
-                return
-        time.sleep(0.05)
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline:
+            if project_spans(base_url, client=client) >= total_spans:
+                page = client.get(f"{base_url}/v1/projects/{PROJECT}/sessions", params={"limit": 1})
+                if page.status_code == 200 and page.json()["data"]:
+                    return
+            time.sleep(0.05)
     raise TimeoutError(f"spans not queryable after {timeout:.0f}s")

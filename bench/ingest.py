@@ -10,6 +10,7 @@ payloads; the clock stops when the REST API shows every span (project span count
 list answers. Peak RSS of the server and its decode workers is sampled from /proc.
 
     python -m bench.ingest [--db sqlite|postgres|both] [--spans 20000] [--threads 12] [--rounds 3]
+                           [--client requests|httpx]
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from rich.console import Console
 from rich.table import Table
 
-from bench.harness import backends, exit_on_sigterm, machine, postgres_schema, running_server, send, wait_queryable
+from bench.harness import (
+    CLIENTS,
+    backends,
+    exit_on_sigterm,
+    machine,
+    postgres_schema,
+    running_server,
+    send,
+    wait_queryable,
+)
 from bench.payloads import Batch, generate
 
 Row = tuple[str, str, str, str, int, int, int, int, str, str]
@@ -110,12 +120,12 @@ def database(backend: str) -> Iterator[str]:
             yield f"sqlite:///{Path(tmp) / 'threadline.db'}"
 
 
-def threadline_run(backend: str, batches: list[Batch], threads: int) -> dict[str, float]:
+def threadline_run(backend: str, batches: list[Batch], threads: int, client: str = "requests") -> dict[str, float]:
     """Send ``batches`` to a fresh server; acknowledged and until-queryable throughput, peak RSS."""
     total = sum(b.spans for b in batches)
     with database(backend) as url, running_server(url) as server:
         started = time.perf_counter()
-        result = send(f"{server.base_url}/v1/traces", batches, threads=threads)
+        result = send(f"{server.base_url}/v1/traces", batches, threads=threads, client=client)
         wait_queryable(server.base_url, total)
         queryable = time.perf_counter() - started
         time.sleep(0.5)  # one more RSS sample after the work
@@ -130,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=12, help="concurrent OTLP/HTTP clients")
     parser.add_argument("--batch", type=int, default=300, help="spans per OTLP request")
+    parser.add_argument("--client", choices=CLIENTS, default="requests",
+                        help="HTTP client of the senders: requests (the OpenTelemetry Python exporter's) or httpx")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side; the best of each is reported")
     args = parser.parse_args(argv)
     exit_on_sigterm()
@@ -147,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         base_seconds, runs = [], []
         for _ in range(args.rounds):  # alternate, keep the best of each: the machine may be busy
             base_seconds.append(baseline_sqlite(batches) if backend == "sqlite" else baseline_postgres(batches))
-            runs.append(threadline_run(backend, batches, args.threads))
+            runs.append(threadline_run(backend, batches, args.threads, args.client))
         base_rate = args.spans / min(base_seconds)
         best = min(runs, key=lambda r: r["queryable_seconds"])
         queryable_rate = args.spans / best["queryable_seconds"]
