@@ -38,10 +38,11 @@ _TRACE_FIELDS = ("session_id", "user_id", "root_span_id", "root_name", "start_ns
                  "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input", "output",
                  "input_rank", "output_rank")
 _SQLITE_INSERT_TRACE = (
-    "INSERT INTO traces (project_id, trace_id, start_ns, end_ns, spans, errors, llm_calls, prompt_tokens, "
-    "completion_tokens, total_tokens, cost) VALUES (?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0.0)"
+    f"INSERT INTO traces (id, project_id, trace_id, {', '.join(_TRACE_FIELDS)}) "
+    f"VALUES ({', '.join('?' * (3 + len(_TRACE_FIELDS)))})"
 )
 _UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
+_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -130,6 +131,8 @@ class BatchWriter:
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
         self._session_update = self._build_session_update()
+        self._trace_columns = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
+        self._update_trace_sql = _UPDATE_TRACE.replace("?", "%s") if dialect == "postgresql" else _UPDATE_TRACE
         self._user_update = self._build_user_update()
 
     # --- projects ---------------------------------------------------------------------------------
@@ -163,7 +166,8 @@ class BatchWriter:
         unique: dict[tuple[int, str, str], SpanRecord] = {}
         for r in records:
             unique.setdefault((pids[r.project], r.trace_id, r.span_id), r)
-        inserted = self._insert_spans(tx, unique)
+        stored = self._stored_traces(tx, sorted({(key[0], key[1]) for key in unique}))
+        inserted = self._insert_spans(tx, unique, stored)
         result.spans = len(inserted)
         result.duplicates = len(records) - len(inserted)
         if not inserted:
@@ -173,23 +177,41 @@ class BatchWriter:
             by_trace[(key[0], key[1])].append(unique[key])
         for spans in by_trace.values():
             spans.sort(key=lambda r: r.start_ns)
-        olds, news, created = self._merge_traces(tx, by_trace)
-        result.new_traces = len(created)
-        self._update_traces(tx, olds, news)
+        olds, news = self._merge_traces(tx, by_trace, stored)
+        result.new_traces = sum(1 for old in olds.values() if old is None)
         self._update_search(tx, olds, news)
         new_sessions = self._apply_sessions(tx, olds, news, now_ns)
         result.sessions = {(n.project_id, n.session_id) for n in news.values() if n.session_id}
         new_pairs = self._apply_session_users(tx, news)
         new_users = self._apply_users(tx, olds, news, new_pairs)
-        self._apply_projects(tx, inserted, created, new_sessions, new_users, now_ns)
+        self._apply_projects(tx, inserted, olds, new_sessions, new_users, now_ns)
         return result
 
+    def _stored_traces(self, tx: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], TraceState]:
+        """The stored rollups of these traces (on PostgreSQL locked until commit, in key order)."""
+        found: dict[tuple[int, str], TraceState] = {}
+        per_project: dict[int, list[str]] = defaultdict(list)
+        for pid, tid in keys:
+            per_project[pid].append(tid)
+        for pid, tids in per_project.items():
+            for start in range(0, len(tids), _CHUNK):
+                query = select(*self._trace_columns).where(
+                    t.traces.c.project_id == pid, t.traces.c.trace_id.in_(tids[start:start + _CHUNK])
+                ).order_by(t.traces.c.trace_id)
+                if self.dialect == "postgresql":
+                    query = query.with_for_update()
+                for row in tx.execute(query):
+                    state = TraceState(*row)
+                    found[(pid, state.trace_id)] = state
+        return found
+
     def _insert_spans(
-        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
+        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord],
+        stored: dict[tuple[int, str], TraceState],
     ) -> set[tuple[int, str, str]]:
         """Insert the spans that are not stored yet; return the keys of those inserted."""
         if self.dialect == "sqlite":
-            return self._insert_spans_sqlite(tx, unique)
+            return self._insert_spans_sqlite(tx, unique, stored)
         rows = [
             {"project_id": key[0], "trace_id": r.trace_id, "span_id": r.span_id, "parent_span_id": r.parent_span_id,
              "name": r.name, "kind": r.kind, "start_ns": r.start_ns, "end_ns": r.end_ns, "status": r.status,
@@ -207,12 +229,17 @@ class BatchWriter:
         return {(row[0], row[1], row[2]) for row in self._bulk.returning(tx, stmt, rows)}
 
     def _insert_spans_sqlite(
-        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord]
+        self, tx: Connection, unique: dict[tuple[int, str, str], SpanRecord],
+        stored: dict[tuple[int, str], TraceState],
     ) -> set[tuple[int, str, str]]:
-        # SQLite serializes writers: which spans exist, read inside the transaction, is exact, and a
-        # plain executemany is much cheaper than INSERT … RETURNING.
-        existing = self._bulk.existing(tx, "spans", ("project_id", "trace_id", "span_id"), unique)
-        fresh = [key for key in unique if key not in existing]
+        # A span is stored in the transaction that creates or updates its trace's row, and SQLite
+        # serializes writers: only spans of traces that have a row can be stored already, and
+        # which of those are, read inside the transaction, is exact. A plain executemany is much
+        # cheaper than INSERT … RETURNING.
+        maybe_stored = [key for key in unique if (key[0], key[1]) in stored]
+        existing = self._bulk.existing(tx, "spans", ("project_id", "trace_id", "span_id"), maybe_stored) \
+            if maybe_stored else set()
+        fresh = [key for key in unique if key not in existing] if existing else list(unique)
         if fresh:
             tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [
                 (key[0], r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.start_ns, r.end_ns, r.status,
@@ -223,54 +250,66 @@ class BatchWriter:
         return set(fresh)
 
     def _merge_traces(
-        self, tx: Connection, by_trace: dict[tuple[int, str], list[SpanRecord]]
-    ) -> tuple[dict[tuple[int, str], TraceState | None], dict[tuple[int, str], TraceState], set[tuple[int, str]]]:
-        skeletons = [
-            {"project_id": pid, "trace_id": tid, "start_ns": spans[0].start_ns, "end_ns": spans[0].end_ns,
-             "spans": 0, "errors": 0, "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0,
-             "total_tokens": 0, "cost": 0.0}
-            for (pid, tid), spans in by_trace.items()
-        ]
-        if self.dialect == "sqlite":
-            # A trace row is created in the transaction that stores its first span, and SQLite
-            # writers are serialized: the traces without a row yet are exactly the new ones.
-            created = set(by_trace) - self._bulk.existing(tx, "traces", ("project_id", "trace_id"), by_trace)
-            if created:
-                tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [
-                    (row["project_id"], row["trace_id"], row["start_ns"], row["end_ns"]) for row in skeletons
-                    if (row["project_id"], row["trace_id"]) in created
-                ])
-        else:
-            stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
-                t.traces.c.project_id, t.traces.c.trace_id)
-            created = {(row[0], row[1]) for row in self._bulk.returning(tx, stmt, skeletons)}
+        self, tx: Connection, by_trace: dict[tuple[int, str], list[SpanRecord]],
+        stored: dict[tuple[int, str], TraceState],
+    ) -> tuple[dict[tuple[int, str], TraceState | None], dict[tuple[int, str], TraceState]]:
+        """Fold the new spans into their traces' rows: stored rows are updated, new rows inserted whole.
+
+        Returns each trace's row before this batch (``None`` for a new trace) and after it.
+        """
         olds: dict[tuple[int, str], TraceState | None] = {}
         news: dict[tuple[int, str], TraceState] = {}
-        cols = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
-        per_project: dict[int, list[str]] = defaultdict(list)
-        for pid, tid in by_trace:
-            per_project[pid].append(tid)
-        for pid, tids in per_project.items():
-            query = select(*cols).where(t.traces.c.project_id == pid, t.traces.c.trace_id.in_(tids)).order_by(
-                t.traces.c.trace_id)
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            for row in tx.execute(query):
-                state = TraceState(**row._mapping)
-                key = (pid, state.trace_id)
-                olds[key] = None if key in created else state.copy()
-                news[key] = state
+        created: list[TraceState] = []
         for key, spans in by_trace.items():
-            _merge_spans(news[key], spans, fresh=key in created)
-        return olds, news, created
+            state = stored.get(key)
+            if state is None:
+                state = TraceState(0, key[0], key[1])
+                _merge_spans(state, spans, fresh=True)
+                created.append(state)
+            else:
+                olds[key] = state.copy()
+                _merge_spans(state, spans, fresh=False)
+                news[key] = state
+        conflicts = self._insert_traces(tx, created)
+        for state in created:
+            key = (state.project_id, state.trace_id)
+            if key in conflicts:  # PostgreSQL: another process created it meanwhile; merge into its row
+                row = conflicts[key]
+                olds[key] = row.copy()
+                _merge_spans(row, by_trace[key], fresh=False)
+                news[key] = row
+            else:
+                olds[key] = None
+                news[key] = state
+        changed = [s for k, s in news.items() if olds[k] is not None]
+        if changed:
+            tx.exec_driver_sql(self._update_trace_sql, [(*(getattr(s, n) for n in _TRACE_FIELDS), s.id)
+                                                        for s in changed])
+        return olds, news
 
-    def _update_traces(
-        self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
-    ) -> None:
-        tx.exec_driver_sql(
-            _UPDATE_TRACE.replace("?", "%s") if self.dialect == "postgresql" else _UPDATE_TRACE,
-            [(*(getattr(s, n) for n in _TRACE_FIELDS), s.id) for s in news.values()],
-        )
+    def _insert_traces(self, tx: Connection, created: list[TraceState]) -> dict[tuple[int, str], TraceState]:
+        """Insert new trace rows, giving each its id. On PostgreSQL, returns the stored rows (locked)
+        of those another process created since they were looked up: the batch merges into them."""
+        if not created:
+            return {}
+        if self.dialect == "sqlite":
+            # Writers are serialized: the ids after the largest one are free (they become the
+            # rowids of the full-text index too).
+            first = (tx.exec_driver_sql("SELECT max(id) FROM traces").scalar() or 0) + 1
+            for offset, state in enumerate(created):
+                state.id = first + offset
+            tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [
+                (s.id, s.project_id, s.trace_id, *(getattr(s, n) for n in _TRACE_FIELDS)) for s in created])
+            return {}
+        stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
+            t.traces.c.project_id, t.traces.c.trace_id, t.traces.c.id)
+        ids = {(row[0], row[1]): row[2] for row in self._bulk.returning(tx, stmt, [
+            {"project_id": s.project_id, "trace_id": s.trace_id, **{n: getattr(s, n) for n in _TRACE_FIELDS}}
+            for s in created])}
+        for state in created:
+            state.id = ids.get((state.project_id, state.trace_id), 0)
+        missing = sorted((s.project_id, s.trace_id) for s in created if s.id == 0)
+        return self._stored_traces(tx, missing) if missing else {}
 
     def _update_search(
         self, tx: Connection, olds: dict[tuple[int, str], TraceState | None], news: dict[tuple[int, str], TraceState]
@@ -403,15 +442,16 @@ class BatchWriter:
         )
 
     def _apply_projects(
-        self, tx: Connection, inserted: set[tuple[int, str, str]], created: set[tuple[int, str]],
+        self, tx: Connection, inserted: set[tuple[int, str, str]], olds: dict[tuple[int, str], TraceState | None],
         new_sessions: dict[int, int], new_users: dict[int, int], now_ns: int,
     ) -> None:
         spans: dict[int, int] = defaultdict(int)
         traces: dict[int, int] = defaultdict(int)
         for pid, _tid, _sid in inserted:
             spans[pid] += 1
-        for pid, _tid in created:
-            traces[pid] += 1
+        for (pid, _tid), old in olds.items():
+            if old is None:
+                traces[pid] += 1
         p = t.projects
         stmt = update(p).where(p.c.id == bindparam("b_pid")).values(
             spans=p.c.spans + bindparam("d_spans"), traces=p.c.traces + bindparam("d_traces"),
