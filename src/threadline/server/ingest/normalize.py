@@ -26,6 +26,11 @@ MAX_ID_BYTES = 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_PARSE_LIMIT = 1024 * 1024
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}
+_MESSAGE_KEYS = {
+    prefix: [(f"{prefix}.{i}.{cv.MESSAGE_ROLE}", f"{prefix}.{i}.{cv.MESSAGE_CONTENT}", f"{prefix}.{i}.")
+             for i in range(256)]
+    for prefix in (cv.LLM_INPUT_MESSAGES, cv.LLM_OUTPUT_MESSAGES)
+}
 
 
 def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanRecord:
@@ -245,18 +250,44 @@ def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, st
     such as ``llm.input_messages.4294967295.message.content`` is stored with the span's
     attributes but does not become turn text.
     """
-    out: list[tuple[str, str | None]] = []
+    return [(_role(role), _content_text(content)) for role, content in _raw_messages(attrs, prefix)]
+
+
+def _message_keys(prefix: str, index: int) -> tuple[str, str, str]:
+    """(role key, content key, key prefix) of message ``index``; built once for the first ones."""
+    known = _MESSAGE_KEYS.get(prefix)
+    if known is not None and index < len(known):
+        return known[index]
+    base = f"{prefix}.{index}."
+    return base + cv.MESSAGE_ROLE, base + cv.MESSAGE_CONTENT, base
+
+
+def _raw_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[Any, Any]]:
+    """The (role, content) attribute values of each message, unconverted (converting every one of
+    a long chat history costs more than the few a caller looks at)."""
+    out: list[tuple[Any, Any]] = []
+    get = attrs.get
     index = 0
     while True:
-        base = f"{prefix}.{index}."
-        role = attrs.get(base + cv.MESSAGE_ROLE)
-        content = attrs.get(base + cv.MESSAGE_CONTENT)
+        role_key, content_key, base = _message_keys(prefix, index)
+        role = get(role_key)
+        content = get(content_key)
         if content is None:
             content = _content_parts(attrs, base)
             if role is None and content is None:
                 return out
-        out.append((_role(role), _content_text(content)))
+        out.append((role, content))
         index += 1
+
+
+def _last_text(raw: list[tuple[Any, Any]], roles: tuple[str, ...]) -> str | None:
+    """The text of the last message with one of ``roles`` and some text."""
+    for role, content in reversed(raw):
+        if _role(role) in roles:
+            text = _content_text(content)
+            if text:
+                return text
+    return None
 
 
 def _content_parts(attrs: dict[str, Any], base: str) -> str | None:
@@ -336,9 +367,9 @@ _OUTPUT_KEYS = ("output", "answer", "response", "content", "text", "result", "co
 
 def input_text(attrs: dict[str, Any]) -> str | None:
     """The text a person would call this span's input (the last user message for chat)."""
-    messages = flattened_messages(attrs, cv.LLM_INPUT_MESSAGES)
+    messages = _raw_messages(attrs, cv.LLM_INPUT_MESSAGES)
     if messages:
-        text = _last(messages, ("user",)) or _last(messages, ("user", "system", "tool", "assistant", ""))
+        text = _last_text(messages, ("user",)) or _last_text(messages, ("user", "system", "tool", "assistant", ""))
         if text:
             return text
     return _value_text(attrs.get(cv.INPUT_VALUE), _INPUT_KEYS, ("user",))
@@ -346,9 +377,10 @@ def input_text(attrs: dict[str, Any]) -> str | None:
 
 def output_text(attrs: dict[str, Any]) -> str | None:
     """The text a person would call this span's output (the assistant reply for chat)."""
-    messages = flattened_messages(attrs, cv.LLM_OUTPUT_MESSAGES)
+    messages = _raw_messages(attrs, cv.LLM_OUTPUT_MESSAGES)
     if messages:
-        text = _last(messages, ("assistant", "")) or _last(messages, ("assistant", "user", "tool", "system", ""))
+        text = _last_text(messages, ("assistant", "")) or _last_text(
+            messages, ("assistant", "user", "tool", "system", ""))
         if text:
             return text
     return _value_text(attrs.get(cv.OUTPUT_VALUE), _OUTPUT_KEYS, ("assistant",))

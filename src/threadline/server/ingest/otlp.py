@@ -208,24 +208,33 @@ def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
     """Attributes as a dict, at most ``max_attributes_per_span``; also the number dropped.
 
     The common scalar cases are handled inline: this loop runs for every attribute of every span.
+    A non-empty ``string_value`` can only be the set member of the value's oneof, so most
+    attributes (strings) need no ``WhichOneof`` call.
     """
     out: dict[str, Any] = {}
     limit = limits.max_attribute_chars
+    most = limits.max_attributes_per_span
+    count = len(kvs)
     kv: KeyValue
-    for kv in kvs[: limits.max_attributes_per_span]:
-        key = kv.key if len(kv.key) <= 1024 else _bound(kv.key, 1024)
+    for kv in kvs if count <= most else kvs[:most]:
+        key = kv.key
+        if len(key) > 1024:
+            key = _bound(key, 1024)
         value = kv.value
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            text = value.string_value
+        text = value.string_value
+        if text:
             out[key] = text if len(text) <= limit else _bound(text, limit)
-        elif kind == "int_value":
+            continue
+        kind = value.WhichOneof("value")
+        if kind == "int_value":
             out[key] = value.int_value
+        elif kind == "string_value":
+            out[key] = text
         elif kind == "bool_value":
             out[key] = value.bool_value
         else:
             out[key] = any_value(value, limits)
-    return out, max(0, len(kvs) - limits.max_attributes_per_span)
+    return out, max(0, count - most)
 
 
 def decode_request(
