@@ -11,7 +11,6 @@ batch writer (one transaction per request, and group commits). Compare with the 
 from __future__ import annotations
 
 import argparse
-import pickle
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import PROTOBUF, Limits, decode_request
 from threadline.server.ingest.prepare import prepare
 from threadline.server.store.engine import open_store
-from threadline.server.store.records import SpanRecord
+from threadline.server.store.records import SpanRecord, unpack_records
 from threadline.server.store.write import BatchWriter
 
 
@@ -70,9 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                                    for b in bodies])))
     stages.append(("Threadline normalize", _timed(lambda: [[normalize(s) for s in spans] for spans in decoded])))
     prepared = [prepare(b, PROTOBUF, None, "bench", limits, 32 * 1024) for b in bodies]
-    stages.append(("pickle round trip of prepared records (decode worker → server)",
-                   _timed(lambda: [pickle.loads(pickle.dumps(p)) for p in prepared])))
-    per_request = [p.records for p in prepared]
+    stages.append(("unpack records (writer process)", _timed(lambda: [unpack_records(p.packed) for p in prepared])))
+    per_request = [unpack_records(p.packed) for p in prepared]
     grouped: list[list[SpanRecord]] = []
     for records in per_request:
         if not grouped or len(grouped[-1]) >= 5000:

@@ -4,17 +4,22 @@
 rejected. Errors it raises map to status codes in the transports: ``otlp.DecodeError`` → 400,
 ``otlp.PayloadTooLarge`` → 413, ``otlp.UnsupportedContentType`` → 415, ``QueueFull`` /
 ``StoreUnavailable`` / ``prepare.WorkerLost`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
+
+Three kinds of processes share the work: the server process (HTTP and gRPC), decode processes
+(:class:`~threadline.server.ingest.prepare.Preparer`) and one writer process
+(:mod:`~threadline.server.ingest.writer_process`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from threadline.server.ingest.handoff import WriterUnreachable
 from threadline.server.ingest.otlp import Limits
 from threadline.server.ingest.prepare import Preparer
-from threadline.server.ingest.writer import QueueFull, SpanWriter
+from threadline.server.ingest.writer import SpanWriter, StoreUnavailable
+from threadline.server.ingest.writer_process import WriterConfig
 from threadline.server.settings import Settings
-from threadline.server.store.engine import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,41 +32,53 @@ class ExportOutcome:
 
 
 class IngestService:
-    """Decode workers + the single writer, behind one blocking call."""
+    """Decode processes + the single writer process, behind one blocking call."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.limits = Limits(
             max_decompressed_bytes=settings.max_decompressed_bytes,
             max_attribute_chars=settings.max_attribute_chars,
             max_attributes_per_span=settings.max_attributes_per_span,
         )
-        self.preparer = Preparer(settings.effective_decode_workers(), self.limits, settings.max_text_chars)
         self.writer = SpanWriter(
-            store, queue_max_spans=settings.queue_max_spans, commit_max_spans=settings.commit_max_spans,
-            commit_linger_seconds=settings.commit_linger_ms / 1000,
+            WriterConfig(
+                database_url=settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                commit_max_spans=settings.commit_max_spans, commit_linger_seconds=settings.commit_linger_ms / 1000,
+                log_level=settings.log_level,
+            ),
+            queue_max_spans=settings.queue_max_spans,
         )
+        self.preparer = Preparer(settings.effective_decode_workers(), self.writer.address, self.limits,
+                                 settings.max_text_chars)
 
     def start(self) -> None:
-        """Start the writer thread and the decode workers."""
+        """Start the writer process and the decode processes (the store must be migrated already)."""
         self.writer.start()
         self.preparer.warm_up()
 
     def stop(self) -> None:
-        """Commit what is queued and stop the workers."""
-        self.writer.stop()
+        """Let the decode processes finish, commit what they handed over, stop the writer."""
         self.preparer.close()
+        self.writer.stop()
 
     def export(
         self, body: bytes, media: str, *, content_encoding: str | None = None, project_header: str | None = None
     ) -> ExportOutcome:
         """Decode, normalize and durably store one export request (blocking)."""
-        if self.writer.queued_spans >= self.settings.queue_max_spans:
-            raise QueueFull("the write queue is full")
-        with self.writer.incoming():
-            prepared = self.preparer.run(body, media, content_encoding, project_header)
-            future = self.writer.submit(prepared.records)
-        future.result()
-        return ExportOutcome(
-            accepted=len(prepared.records), rejected=prepared.rejected, error_message=prepared.error_message
-        )
+        job_id, committed = self.writer.expect()
+        try:
+            with self.writer.incoming():
+                prepared = self.preparer.run(job_id, body, media, content_encoding, project_header)
+        except WriterUnreachable as exc:
+            self.writer.forget(job_id)
+            raise StoreUnavailable(str(exc)) from exc
+        except BaseException:
+            self.writer.forget(job_id)
+            raise
+        if not prepared.spans:
+            self.writer.forget(job_id)
+        else:
+            self.writer.handed_over(job_id, prepared.spans)
+            committed.result()
+        return ExportOutcome(accepted=prepared.spans, rejected=prepared.rejected, error_message=prepared.error_message)

@@ -1,27 +1,31 @@
-"""The single writer: a bounded queue of prepared batches, committed in groups.
+"""The server's handle on the writer process: start it, and learn when each job is committed.
 
-Request handlers call :meth:`SpanWriter.submit` and wait on the returned future; it resolves
-only after the transaction holding their spans has committed, so an acknowledged span is a
-stored span. While one transaction commits, further requests queue up and are committed
-together in the next one (group commit), which is what makes per-request durability cheap.
+A request registers a job with :meth:`SpanWriter.expect` before it is decoded; the decode process
+hands the job's records straight to the writer process (:mod:`.handoff`), and the future
+resolves only after the transaction holding them has committed there
+(:mod:`.writer_process`), so an acknowledged span is a stored span. The queue is bounded (spans
+handed over but not yet committed): over it, :class:`QueueFull` (503). If the writer process
+dies, every request waiting on it fails with :class:`StoreUnavailable` (503: the client
+retries) and a new writer process starts on the same address.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-import queue
+import multiprocessing
+import shutil
+import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
-from threadline.server.store.engine import Store
-from threadline.server.store.records import SpanRecord
-from threadline.server.store.write import BatchResult, BatchWriter
+from threadline.server.ingest.handoff import WriterAddress
+from threadline.server.ingest.writer_process import Failure, WriterConfig, run_writer
 
 log = logging.getLogger("threadline.ingest")
 
@@ -34,137 +38,196 @@ class StoreUnavailable(RuntimeError):
     """The database could not be written: answer 503 + Retry-After."""
 
 
-@dataclass(slots=True)
-class _Job:
-    records: list[SpanRecord]
-    future: Future[BatchResult] = field(default_factory=Future)
+class WriterFailed(RuntimeError):
+    """The writer could not store a request for a reason other than the database (a bug)."""
 
 
 class SpanWriter:
-    """One thread that owns all span writes of this process."""
+    """Starts the writer process and resolves each job's future when the writer answers."""
 
-    #: Refresh the planner's statistics (SQLite ``PRAGMA optimize``) every this many commits.
-    OPTIMIZE_EVERY = 2000
+    START_TIMEOUT = 120.0
 
-    def __init__(
-        self, store: Store, *, queue_max_spans: int, commit_max_spans: int, commit_linger_seconds: float = 0.0
-    ) -> None:
-        self.store = store
+    def __init__(self, config: WriterConfig, *, queue_max_spans: int) -> None:
+        self.config = config
         self.queue_max_spans = queue_max_spans
-        self.commit_max_spans = commit_max_spans
-        self.commit_linger_seconds = commit_linger_seconds
-        self._incoming = 0
-        self._batch_writer = BatchWriter(store.dialect)
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._context = multiprocessing.get_context("spawn")
+        self._incoming = self._context.Value("i", 0)
+        self._directory = tempfile.mkdtemp(prefix="threadline-writer-")  # mode 0700: this user only
+        self.address = WriterAddress.new(self._directory)
+        self._lock = threading.Lock()  # pending jobs, queued spans, the process and its pipes
+        self._pending: dict[int, tuple[Future[None], int]] = {}
         self._queued_spans = 0
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="threadline-writer", daemon=True)
-        self.commits = 0
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self._process: BaseProcess | None = None
+        self._control: Connection | None = None
+        self._acks: Connection | None = None
+        self._answers: threading.Thread | None = None
+        self.restarts = 0
 
+    # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread."""
-        self._thread.start()
+        """Start the writer process and wait until it listens."""
+        self._spawn()
+        self._answers = threading.Thread(target=self._read_answers, name="threadline-writer-answers", daemon=True)
+        self._answers.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+    def _spawn(self) -> None:
+        control_reader, control_writer = self._context.Pipe(duplex=False)
+        acks_reader, acks_writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=run_writer, name="threadline-writer", daemon=True,
+                                        args=(self.config, self.address, control_reader, acks_writer, self._incoming))
+        process.start()
+        control_reader.close()
+        acks_writer.close()
+        try:
+            ready = acks_reader.poll(self.START_TIMEOUT) and acks_reader.recv() == ("ready", None)
+        except EOFError:
+            ready = False
+        if not ready:
+            process.kill()
+            raise RuntimeError("the writer process did not start; see the log above")
+        with self._lock:
+            self._process, self._control, self._acks = process, control_writer, acks_reader
 
+    def stop(self, timeout: float = 60.0) -> None:
+        """Commit what the writer has received, answer it, then stop the writer process.
+
+        Stop the decode processes first: what they hand over after this is not committed.
+        """
+        with self._lock:
+            self._stopping = True
+            process, control = self._process, self._control
+        if process is not None and control is not None:
+            with contextlib.suppress(OSError):
+                control.send(None)
+            process.join(timeout)
+            if process.is_alive():
+                log.warning("the writer process did not stop within %.0f s; killing it", timeout)
+                process.kill()
+                process.join(5)
+            if self._answers is not None:
+                self._answers.join(timeout)
+        self._fail_pending(StoreUnavailable("the server is stopping"))
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+    # --- requests ----------------------------------------------------------------------------------
     @contextmanager
     def incoming(self) -> Iterator[None]:
         """Mark a request as on its way (being decoded): the writer may wait for it to group commits."""
-        with self._lock:
-            self._incoming += 1
+        with self._incoming.get_lock():
+            self._incoming.value += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._incoming -= 1
+            with self._incoming.get_lock():
+                self._incoming.value -= 1
 
     @property
     def queued_spans(self) -> int:
-        """Spans accepted but not yet committed."""
+        """Spans handed to the writer but not yet committed."""
         return self._queued_spans
 
-    def submit(self, records: list[SpanRecord]) -> Future[BatchResult]:
-        """Queue records for the next commit; raise :class:`QueueFull` when over capacity."""
-        job = _Job(records)
-        if not records:
-            job.future.set_result(BatchResult())
-            return job.future
+    def expect(self) -> tuple[int, Future[None]]:
+        """Register a job about to be decoded and handed over: its id and the future of its commit.
+
+        Raises :class:`QueueFull` when the queue is at capacity and :class:`StoreUnavailable`
+        while the server is stopping.
+        """
+        future: Future[None] = Future()
         with self._lock:
-            if self._queued_spans and self._queued_spans + len(records) > self.queue_max_spans:
+            if self._queued_spans >= self.queue_max_spans:
                 raise QueueFull(f"{self._queued_spans} spans are waiting to be written")
-            self._queued_spans += len(records)
-        self._queue.put(job)
-        return job.future
+            if self._stopping:
+                raise StoreUnavailable("the server is stopping")
+            job_id = next(self._ids)
+            self._pending[job_id] = (future, 0)
+        return job_id, future
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            jobs = [first]
-            size = len(first.records)
-            linger_until = time.monotonic() + self.commit_linger_seconds
-            while size < self.commit_max_spans:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    # Group commit: when more requests are being decoded, wait a moment for them
-                    # so they share this transaction (one fsync) instead of each paying for one.
-                    wait = linger_until - time.monotonic()
-                    if wait <= 0 or not self._incoming:
-                        break
-                    try:
-                        job = self._queue.get(timeout=wait)
-                    except queue.Empty:
-                        break
-                if job is None:
-                    stopping = True
-                    break
-                jobs.append(job)
-                size += len(job.records)
-            self._commit(jobs)
+    def handed_over(self, job_id: int, spans: int) -> None:
+        """Count a job's spans as queued (its decode process has handed them to the writer)."""
+        with self._lock:
+            entry = self._pending.get(job_id)
+            if entry is not None:
+                self._pending[job_id] = (entry[0], spans)
+                self._queued_spans += spans
+
+    def forget(self, job_id: int) -> None:
+        """Drop a job that was not handed over (nothing to store, or it failed to decode)."""
+        with self._lock:
+            entry = self._pending.pop(job_id, None)
+            if entry is not None:
+                self._queued_spans -= entry[1]
+
+    # --- answers -----------------------------------------------------------------------------------
+    def _read_answers(self) -> None:
+        while True:
             with self._lock:
-                self._queued_spans -= size
-
-    def _commit(self, jobs: list[_Job]) -> None:
-        records = [r for job in jobs for r in job.records]
-        started = time.thread_time()
-        try:
-            result = self._write(records)
-        except (OperationalError, DBAPIError) as exc:
-            if len(jobs) > 1 and not _is_unavailable(exc):
-                for job in jobs:  # isolate the request that cannot be written
-                    self._commit([job])
-                return
-            log.warning("write of %d spans failed: %s", len(records), exc)
-            error = StoreUnavailable(f"the database is unavailable: {exc.__class__.__name__}")
-            for job in jobs:
-                job.future.set_exception(error)
-            return
-        except Exception as exc:  # a bug: fail these requests, keep the writer alive
-            log.exception("write of %d spans failed", len(records))
-            for job in jobs:
-                job.future.set_exception(exc)
-            return
-        self.commits += 1
-        log.debug("committed %d spans of %d requests (%d new) using %.1f ms of writer CPU", len(records), len(jobs),
-                  result.spans, (time.thread_time() - started) * 1000)
-        for job in jobs:
-            job.future.set_result(result)
-        if self.commits % self.OPTIMIZE_EVERY == 0:
+                process, acks = self._process, self._acks
+            assert process is not None and acks is not None
             try:
-                self.store.optimize()
-            except (OperationalError, DBAPIError) as exc:
-                log.warning("PRAGMA optimize failed: %s", exc)
+                ready = wait([acks, process.sentinel])
+                if acks in ready:
+                    job_ids, failure = acks.recv()
+                    self._resolve(job_ids, _error(failure))
+                    continue
+            except (EOFError, OSError):
+                pass
+            # The writer process has exited: after a stop, or because it died.
+            while True:
+                try:
+                    if not acks.poll():
+                        break
+                    job_ids, failure = acks.recv()
+                except (EOFError, OSError):
+                    break
+                self._resolve(job_ids, _error(failure))
+            process.join(5)
+            with self._lock:
+                if self._stopping:
+                    return
+            log.warning("the writer process exited with code %s; starting a new one", process.exitcode)
+            self._fail_pending(StoreUnavailable("the writer process stopped while writing this request"))
+            self._restart()
 
-    def _write(self, records: list[SpanRecord]) -> BatchResult:
-        with self.store.write() as tx:
-            return self._batch_writer.write(tx, records, time.time_ns())
+    def _restart(self) -> None:
+        with self._lock:
+            self._control = None
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+            try:
+                self._spawn()
+            except (RuntimeError, OSError) as exc:
+                log.error("could not restart the writer process: %s", exc)
+                threading.Event().wait(1.0)
+                continue
+            self.restarts += 1
+            return
+
+    def _resolve(self, job_ids: list[int], error: Exception | None) -> None:
+        done = []
+        with self._lock:
+            for job_id in job_ids:
+                entry = self._pending.pop(job_id, None)
+                if entry is not None:
+                    done.append(entry[0])
+                    self._queued_spans -= entry[1]
+        for future in done:
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+    def _fail_pending(self, error: Exception) -> None:
+        with self._lock:
+            job_ids = list(self._pending)
+        self._resolve(job_ids, error)
 
 
-def _is_unavailable(exc: Exception) -> bool:
-    return isinstance(exc, OperationalError) or bool(getattr(exc, "connection_invalidated", False))
+def _error(failure: Failure | None) -> Exception | None:
+    if failure is None:
+        return None
+    kind, message = failure
+    return StoreUnavailable(message) if kind == "unavailable" else WriterFailed(message)

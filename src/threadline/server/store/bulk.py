@@ -6,7 +6,8 @@
 - :meth:`Bulk.returning` runs ``INSERT … RETURNING`` for many rows through psycopg's own
   ``executemany(returning=True)`` (pipeline mode, one short statement); SQLAlchemy's multi-row
   VALUES statements would be re-parsed by psycopg each time.
-- :meth:`Bulk.existing` answers "which of these keys are stored" with chunked ``IN`` lookups.
+- :meth:`Bulk.rows_in` reads the rows of many keys at once (chunked ``IN`` lists on SQLite, an
+  array on PostgreSQL); :meth:`Bulk.existing` answers "which of these keys are stored" with it.
   On SQLite writers are serialized (``BEGIN IMMEDIATE``), so the answer read inside the
   transaction is exact; on PostgreSQL ``ON CONFLICT DO NOTHING RETURNING`` is used instead.
 """
@@ -57,22 +58,37 @@ class Bulk:
         finally:
             cursor.close()
 
+    def rows_in(self, tx: Connection, table: str, columns: Sequence[str], key: str, project_id: int,
+                values: Iterable[Any], *, lock: bool = False) -> list[tuple[Any, ...]]:
+        """``columns`` of the rows of ``table`` in one project whose ``key`` is among ``values``.
+
+        Driver SQL, compiled once per shape: SQLite ``IN`` lists of at most 500 values,
+        PostgreSQL ``= ANY(array)``. ``lock`` (PostgreSQL) locks the rows until commit, taken
+        in ``key`` order so concurrent writers cannot deadlock on them.
+        """
+        ordered = sorted(set(values))
+        select_list = ", ".join(columns)
+        if self.dialect == "postgresql":
+            sql = (f"SELECT {select_list} FROM {table} WHERE project_id = %s AND {key} = ANY(%s) ORDER BY {key}"
+                   + (" FOR UPDATE" if lock else ""))
+            return [tuple(r) for r in tx.exec_driver_sql(sql, (project_id, ordered))]
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start:start + _CHUNK]
+            sql = f"SELECT {select_list} FROM {table} WHERE project_id = ? AND {key} IN ({','.join('?' * len(chunk))})"
+            found.extend(tuple(r) for r in tx.exec_driver_sql(sql, (project_id, *chunk)))
+        return found
+
     def existing(self, tx: Connection, table: str, columns: Sequence[str], keys: Iterable[tuple[Any, ...]]
                  ) -> set[tuple[Any, ...]]:
         """Stored ``columns`` tuples of ``table`` whose first two columns match some of ``keys``
-        (SQLite; ``keys`` start with the project id and the value looked up by ``IN``)."""
+        (``keys`` start with the project id and the value looked up by ``IN``)."""
         by_project: dict[Any, set[Any]] = defaultdict(set)
         for key in keys:
             by_project[key[0]].add(key[1])
         found: set[tuple[Any, ...]] = set()
-        select_list = ", ".join(columns)
         for pid, values in by_project.items():
-            ordered = sorted(values)
-            for start in range(0, len(ordered), _CHUNK):
-                chunk = ordered[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT {select_list} FROM {table} WHERE {columns[0]} = ? AND {columns[1]} IN ({marks})"
-                found.update(tuple(r) for r in tx.exec_driver_sql(query, (pid, *chunk)))
+            found.update(self.rows_in(tx, table, columns, columns[1], pid, values))
         return found
 
     def create_missing(self, tx: Connection, table: Table, keys: tuple[str, ...], rows: list[dict[str, Any]]

@@ -8,6 +8,7 @@ several processes on one file queue up on SQLite's lock instead of failing).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
+
+from threadline.server.store.wal import BACKSTOP_PAGES, JOURNAL_SIZE_LIMIT, WalCheckpointer
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -44,10 +47,21 @@ def normalize_url(url: str) -> str:
     )
 
 
-def _sqlite_pragmas(synchronous: str, *, writer: bool) -> list[str]:
+def _sqlite_pragmas(synchronous: str, *, writer: bool, ingest_writer: bool = False) -> list[str]:
     # Page cache per connection: the writer gets 32 MiB, each reader 8 MiB. With the memory map
     # capped at 64 MiB the server stays well under 300 MB of RSS on a multi-GB database.
+    if writer and ingest_writer:
+        # Checkpoints run in a background thread (.wal), and commits only write the log: the
+        # fsync that makes them durable is Store.sync(), called before anything is acknowledged.
+        tuning = [f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}", f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}"]
+        synchronous = "NORMAL"
+    else:
+        tuning = []
     return [
+        # 8 KiB pages for a new database (an existing one keeps its own): chat-history rows of
+        # several KiB need fewer overflow pages and log frames than with the 4 KiB default.
+        "PRAGMA page_size=8192",
+        *tuning,
         "PRAGMA journal_mode=WAL",
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA busy_timeout=30000",
@@ -60,9 +74,18 @@ def _sqlite_pragmas(synchronous: str, *, writer: bool) -> list[str]:
 
 
 class Store:
-    """A handle on one Threadline database."""
+    """A handle on one Threadline database.
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 6) -> None:
+    ``ingest_writer`` tunes the store for the one process that writes spans in bulk (SQLite;
+    no effect on PostgreSQL): the write-ahead log is checkpointed in a background thread instead
+    of inside commits (:mod:`.wal`), and a commit returns once the log is written, before it is
+    fsynced. The caller makes its commits durable with :meth:`sync` before acknowledging them;
+    one fsync then covers every commit made since the last one, while the next transaction is
+    already being written.
+    """
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 6,
+                 ingest_writer: bool = False) -> None:
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
@@ -70,12 +93,22 @@ class Store:
             raise StoreConfigError(f"malformed database URL: {exc}") from exc
         self.dialect: Dialect = "sqlite" if parsed.get_backend_name() == "sqlite" else "postgresql"
         self._write_lock = threading.Lock()
+        self._checkpointer: WalCheckpointer | None = None
+        self._wal_to_sync: str | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
-            if database and database != ":memory:":
+            on_disk = bool(database) and database != ":memory:"
+            if on_disk:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            ingest_writer = ingest_writer and on_disk
             self._reader = self._sqlite_engine(sqlite_synchronous, writer=False, pool_size=pool_size)
-            self._writer = self._sqlite_engine(sqlite_synchronous, writer=True, pool_size=1)
+            self._writer = self._sqlite_engine(sqlite_synchronous, writer=True, pool_size=1,
+                                               ingest_writer=ingest_writer)
+            if ingest_writer:
+                self._checkpointer = WalCheckpointer(database)
+                self._checkpointer.start()
+                if sqlite_synchronous != "NORMAL":
+                    self._wal_to_sync = f"{database}-wal"
         else:
             engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
@@ -84,7 +117,8 @@ class Store:
             self._reader = engine
             self._writer = engine
 
-    def _sqlite_engine(self, synchronous: str, *, writer: bool, pool_size: int) -> Engine:
+    def _sqlite_engine(self, synchronous: str, *, writer: bool, pool_size: int, ingest_writer: bool = False
+                       ) -> Engine:
         engine = create_engine(
             self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -95,7 +129,7 @@ class Store:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_conn.cursor()
-            for pragma in _sqlite_pragmas(synchronous, writer=writer):
+            for pragma in _sqlite_pragmas(synchronous, writer=writer, ingest_writer=ingest_writer):
                 cursor.execute(pragma)
             cursor.close()
 
@@ -121,6 +155,17 @@ class Store:
             with self._writer.begin() as tx:
                 yield tx
 
+    def sync(self) -> None:
+        """Make every commit so far durable (``ingest_writer`` on SQLite: fsync the write-ahead log;
+        otherwise commits are durable already and this does nothing). Raises ``OSError``."""
+        if self._wal_to_sync is None:
+            return
+        fd = os.open(self._wal_to_sync, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def optimize(self) -> None:
         """Refresh the query planner's statistics where they are stale (cheap when they are not).
 
@@ -137,15 +182,18 @@ class Store:
             conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and stop the background checkpoints)."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._reader.dispose()
         if self._writer is not self._reader:
             self._writer.dispose()
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL", migrate: bool = True) -> Store:
-    """Open a store and bring its schema to the newest migration."""
-    store = Store(url, sqlite_synchronous=sqlite_synchronous)
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", migrate: bool = True, pool_size: int = 6,
+               ingest_writer: bool = False) -> Store:
+    """Open a store and bring its schema to the newest migration (unless ``migrate`` is false)."""
+    store = Store(url, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size, ingest_writer=ingest_writer)
     if migrate:
         from threadline.server.store.migrate import upgrade
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import NamedTuple
 
 
@@ -35,3 +36,18 @@ class SpanRecord(NamedTuple):
     error: str | None
     attributes_json: str
     events_json: str
+
+
+def pack_records(records: list[SpanRecord]) -> bytes:
+    """Records as one bytes object, to cross from a decode process to the writer process.
+
+    Plain tuples pickle and unpickle about twice as fast as named tuples (no class lookup per
+    record); :func:`unpack_records` restores the type without calling the constructor.
+    """
+    return pickle.dumps([tuple(r) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_records(packed: bytes | bytearray) -> list[SpanRecord]:
+    """The records :func:`pack_records` packed."""
+    new = tuple.__new__
+    return [new(SpanRecord, fields) for fields in pickle.loads(packed)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, literal_column, select, update
@@ -42,7 +42,7 @@ _SQLITE_INSERT_TRACE = (
     f"VALUES ({', '.join('?' * (3 + len(_TRACE_FIELDS)))})"
 )
 _UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
-_CHUNK = 500
+
 
 
 @dataclass(slots=True)
@@ -72,7 +72,11 @@ class TraceState:
     output_rank: int | None = None
 
     def copy(self) -> TraceState:
-        return TraceState(**{name: getattr(self, name) for name in self.__slots__})  # type: ignore[attr-defined]
+        return TraceState(*(getattr(self, name) for name in _TRACE_COLUMNS))
+
+
+#: The ``traces`` columns a :class:`TraceState` holds, in field order.
+_TRACE_COLUMNS = tuple(f.name for f in fields(TraceState))
 
 
 @dataclass(slots=True)
@@ -131,7 +135,9 @@ class BatchWriter:
         self._greatest = func.greatest if dialect == "postgresql" else func.max
         self._least = func.least if dialect == "postgresql" else func.min
         self._session_update = self._build_session_update()
-        self._trace_columns = [t.traces.c[name] for name in TraceState.__slots__]  # type: ignore[attr-defined]
+        self._project_id_sql = self._bulk.driver_sql(select(t.projects.c.id).where(
+            t.projects.c.name == bindparam("name")))
+        self._project_update_sql = self._bulk.driver_sql(self._build_project_update())
         self._update_trace_sql = _UPDATE_TRACE.replace("?", "%s") if dialect == "postgresql" else _UPDATE_TRACE
         self._user_update = self._build_user_update()
 
@@ -144,7 +150,11 @@ class BatchWriter:
         """
         wanted = sorted(set(names))
         p = t.projects
-        found = {name: pid for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(wanted)))}
+        if len(wanted) == 1:  # the common case, as one compiled statement
+            row = tx.exec_driver_sql(self._project_id_sql, {"name": wanted[0]}).first()
+            found = {wanted[0]: row[0]} if row else {}
+        else:
+            found = {name: pid for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(wanted)))}
         missing = [n for n in wanted if n not in found]
         if missing:
             tx.execute(
@@ -194,15 +204,10 @@ class BatchWriter:
         for pid, tid in keys:
             per_project[pid].append(tid)
         for pid, tids in per_project.items():
-            for start in range(0, len(tids), _CHUNK):
-                query = select(*self._trace_columns).where(
-                    t.traces.c.project_id == pid, t.traces.c.trace_id.in_(tids[start:start + _CHUNK])
-                ).order_by(t.traces.c.trace_id)
-                if self.dialect == "postgresql":
-                    query = query.with_for_update()
-                for row in tx.execute(query):
-                    state = TraceState(*row)
-                    found[(pid, state.trace_id)] = state
+            for row in self._bulk.rows_in(tx, "traces", _TRACE_COLUMNS, "trace_id", pid, tids,
+                                          lock=self.dialect == "postgresql"):
+                state = TraceState(*row)
+                found[(pid, state.trace_id)] = state
         return found
 
     def _insert_spans(
@@ -452,17 +457,19 @@ class BatchWriter:
         for (pid, _tid), old in olds.items():
             if old is None:
                 traces[pid] += 1
-        p = t.projects
-        stmt = update(p).where(p.c.id == bindparam("b_pid")).values(
-            spans=p.c.spans + bindparam("d_spans"), traces=p.c.traces + bindparam("d_traces"),
-            sessions=p.c.sessions + bindparam("d_sessions"), users=p.c.users + bindparam("d_users"),
-            last_seen_ns=bindparam("d_now"),
-        )
-        tx.execute(stmt, [
+        tx.exec_driver_sql(self._project_update_sql, [
             {"b_pid": pid, "d_spans": n, "d_traces": traces[pid], "d_sessions": new_sessions.get(pid, 0),
              "d_users": new_users.get(pid, 0), "d_now": now_ns}
             for pid, n in sorted(spans.items())
         ])
+
+    def _build_project_update(self) -> Any:
+        p = t.projects
+        return update(p).where(p.c.id == bindparam("b_pid")).values(
+            spans=p.c.spans + bindparam("d_spans"), traces=p.c.traces + bindparam("d_traces"),
+            sessions=p.c.sessions + bindparam("d_sessions"), users=p.c.users + bindparam("d_users"),
+            last_seen_ns=bindparam("d_now"),
+        )
 
 
 def _merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> None:

@@ -31,7 +31,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        self.ingest = IngestService(settings, self.store)
+        self.ingest = IngestService(settings)
         self.lifecycle = Lifecycle(settings, self.store)
 
     def start(self) -> None:

@@ -1,0 +1,156 @@
+"""The channel that carries decoded requests from the decode processes to the writer process.
+
+A Unix socket in a directory only the server's user can enter; a client proves itself with a
+random key first. Each *job* — the packed records of one request — is a fixed header (job id,
+span count, payload length) followed by the payload, read straight into one buffer: the records
+cross from the decode process to the writer without passing through the server process, which
+only hears back the job's outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+_HEADER = struct.Struct("<qqq")  # job id, spans, payload bytes
+_KEY_BYTES = 32
+#: Socket buffers sized for a few requests of chat-sized spans (fewer wake-ups per job).
+_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+class WriterUnreachable(RuntimeError):
+    """The writer process did not take the job (it is restarting or gone): answer 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class WriterAddress:
+    """Where the writer process listens, and the key a client must present."""
+
+    path: str
+    key: bytes
+
+    @staticmethod
+    def new(directory: str) -> WriterAddress:
+        """A fresh address in ``directory`` (which should be private to this user)."""
+        return WriterAddress(os.path.join(directory, "writer.sock"), os.urandom(_KEY_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request's packed records as the writer receives them."""
+
+    job_id: int
+    spans: int
+    payload: bytearray
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return None
+        got += n
+    return buffer
+
+
+class JobSender:
+    """A decode process's connection to the writer; reconnects when the writer has restarted."""
+
+    def __init__(self, address: WriterAddress, connect_timeout: float = 30.0) -> None:
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self._sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.01
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER_BYTES)
+                sock.connect(self.address.path)
+                sock.sendall(self.address.key)
+                return sock
+            except OSError as exc:
+                sock.close()
+                if time.monotonic() + delay > deadline:
+                    raise WriterUnreachable(f"the writer process is not reachable: {exc}") from exc
+                time.sleep(delay)  # it is starting or restarting
+                delay = min(delay * 2, 0.5)
+
+    def send(self, job_id: int, spans: int, payload: bytes) -> None:
+        """Hand one job to the writer (blocks while the writer's buffer is full)."""
+        header = _HEADER.pack(job_id, spans, len(payload))
+        for attempt in (1, 2):
+            if self._sock is None:
+                self._sock = self._connect()
+            try:
+                self._sock.sendall(header)
+                self._sock.sendall(payload)
+                return
+            except OSError as exc:  # the writer restarted since the last job: connect again, once
+                self.close()
+                if attempt == 2:
+                    raise WriterUnreachable(f"the writer process closed the connection: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+class JobListener:
+    """The writer's listening socket."""
+
+    def __init__(self, address: WriterAddress) -> None:
+        self.address = address
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(address.path)  # left by a writer process that died
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(address.path)
+        os.chmod(address.path, 0o600)
+        self.sock.listen(64)
+
+    def accept(self) -> socket.socket | None:
+        """The next client, once it has presented the key (``None`` if it did not)."""
+        client, _ = self.sock.accept()
+        client.settimeout(5.0)
+        try:
+            key = _read_exactly(client, _KEY_BYTES)
+        except OSError:
+            key = None
+        if key is None or not hmac.compare_digest(bytes(key), self.address.key):
+            client.close()
+            return None
+        client.settimeout(None)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER_BYTES)
+        return client
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file."""
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address.path)
+
+
+def read_job(sock: socket.socket) -> Job | None:
+    """The next job on a client connection; ``None`` when the client has gone."""
+    try:
+        header = _read_exactly(sock, _HEADER.size)
+        if header is None:
+            return None
+        job_id, spans, size = _HEADER.unpack(header)
+        payload = _read_exactly(sock, size)
+    except OSError:
+        return None
+    return None if payload is None else Job(job_id, spans, payload)

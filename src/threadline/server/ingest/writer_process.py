@@ -1,0 +1,237 @@
+"""The writer process: the one place that commits ingested spans, in groups.
+
+It runs apart from the HTTP process so that the database work (binding parameters, SQLite's own
+CPU, fsync waits) never competes with request handling for one interpreter lock. Decode
+processes hand it *jobs* — the packed records of one request — over the
+:mod:`~threadline.server.ingest.handoff` socket; it commits queued jobs together (group commit:
+while one transaction commits, the next requests queue up and share the next fsync) and tells
+the server process about each job only after its transaction has committed, so an acknowledged
+span is a stored span.
+
+Server process → writer, on the control pipe: ``None`` (take what has arrived, commit it, exit).
+Writer → server, on the answers pipe: ``("ready", None)`` once the store is open and the socket
+listens, then ``(job_ids, None)`` when they are committed or ``(job_ids, (kind, message))`` when
+they are not: ``kind`` is ``"unavailable"`` (the database could not be written; retry) or
+``"failed"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.sharedctypes import Synchronized
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from threadline.server.ingest.handoff import Job, JobListener, WriterAddress, read_job
+from threadline.server.store.engine import Store, open_store
+from threadline.server.store.records import SpanRecord, unpack_records
+from threadline.server.store.write import BatchResult, BatchWriter
+
+log = logging.getLogger("threadline.ingest")
+
+Failure = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WriterConfig:
+    """What the writer process needs to know (picklable: it crosses to the new process)."""
+
+    database_url: str
+    sqlite_synchronous: str
+    commit_max_spans: int
+    commit_linger_seconds: float
+    log_level: str
+
+
+class _Acknowledger:
+    """Answers committed jobs once they are durable, in a thread of its own.
+
+    The writer's commits return once the write-ahead log is written
+    (:class:`~threadline.server.store.engine.Store` ``ingest_writer``); this thread fsyncs it
+    (:meth:`Store.sync`) and then answers every job committed before that fsync — while the
+    writer is already writing the next transaction.
+    """
+
+    def __init__(self, store: Store, answer: Callable[[list[int], Failure | None], None]) -> None:
+        self.store = store
+        self.answer = answer
+        self._committed: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="threadline-acknowledger", daemon=True)
+        self._thread.start()
+
+    def committed(self, job_ids: list[int]) -> None:
+        """Answer these jobs after the next fsync."""
+        self._committed.put(job_ids)
+
+    def stop(self) -> None:
+        """Answer what is committed, then stop."""
+        self._committed.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batches = [self._committed.get()]
+            while not self._committed.empty():
+                batches.append(self._committed.get())
+            stopping = None in batches
+            job_ids = [job_id for batch in batches if batch for job_id in batch]
+            if not job_ids:
+                continue
+            failure: Failure | None = None
+            try:
+                self.store.sync()
+            except OSError as exc:
+                log.error("could not make %d committed requests durable (fsync failed): %s", len(job_ids), exc)
+                failure = ("unavailable", f"the database could not be synced to disk: {exc.strerror}")
+            self.answer(job_ids, failure)
+
+
+class CommitLoop:
+    """Reads jobs, commits them in groups, acknowledges each job after its commit is durable."""
+
+    #: Refresh the planner's statistics (SQLite ``PRAGMA optimize``) every this many commits.
+    OPTIMIZE_EVERY = 2000
+
+    def __init__(self, config: WriterConfig, store: Store, listener: JobListener, control: Connection,
+                 acks: Connection, incoming: Synchronized[int] | None) -> None:
+        self.config = config
+        self.store = store
+        self.listener = listener
+        self.control = control
+        self.acks = acks
+        self.incoming = incoming
+        self.clients: list[socket.socket] = []
+        self.batch_writer = BatchWriter(store.dialect)
+        self.commits = 0
+        self._stopping = False
+        self._answer_lock = threading.Lock()
+        self._acknowledger = _Acknowledger(store, self._answer)
+
+    def run(self) -> None:
+        """Commit jobs until told to stop (or the server process is gone)."""
+        try:
+            while True:
+                group = self._gather()
+                if group:
+                    self.commit(group)
+                elif self._stopping:
+                    return
+        finally:
+            self._acknowledger.stop()
+
+    def _gather(self) -> list[Job]:
+        """The next group: wait for a first job, then take what is queued, lingering while more
+        requests are being decoded so they share this transaction (one fsync) instead of each
+        paying for one."""
+        group: list[Job] = []
+        size = 0
+        linger_until = 0.0
+        while size < self.config.commit_max_spans:
+            if not group:
+                timeout: float | None = 0.0 if self._stopping else None
+            elif self.incoming is not None and self.incoming.value > 0:
+                timeout = max(0.0, linger_until - time.monotonic())
+            else:
+                timeout = 0.0
+            ready = wait([self.control, self.listener.sock, *self.clients], timeout)
+            if not ready:
+                break
+            for source in ready:
+                if source is self.control:
+                    self._on_control()
+                elif source is self.listener.sock:
+                    client = self.listener.accept()
+                    if client is not None:
+                        self.clients.append(client)
+                else:
+                    assert isinstance(source, socket.socket)
+                    job = read_job(source)
+                    if job is None:
+                        self.clients.remove(source)
+                        source.close()
+                        continue
+                    if not group:
+                        linger_until = time.monotonic() + self.config.commit_linger_seconds
+                    group.append(job)
+                    size += job.spans
+        return group
+
+    def _on_control(self) -> None:
+        with contextlib.suppress(EOFError):  # EOF: the server process is gone, nobody awaits answers
+            self.control.recv()
+        self._stopping = True
+
+    def commit(self, group: list[Job]) -> None:
+        """Write one group in one transaction and answer every job in it."""
+        started = time.thread_time()
+        wall = time.perf_counter()
+        records = [r for job in group for r in unpack_records(job.payload)]
+        try:
+            result = self._write(records)
+        except (OperationalError, DBAPIError) as exc:
+            if len(group) > 1 and not _is_unavailable(exc):
+                for job in group:  # isolate the request that cannot be written
+                    self.commit([job])
+                return
+            log.warning("write of %d spans failed: %s", len(records), exc)
+            self._answer(_ids(group), ("unavailable", f"the database is unavailable: {exc.__class__.__name__}"))
+            return
+        except Exception as exc:  # a bug: fail these requests, keep the writer alive
+            log.exception("write of %d spans failed", len(records))
+            self._answer(_ids(group), ("failed", f"{exc.__class__.__name__}: {exc}"))
+            return
+        self.commits += 1
+        log.debug("committed %d spans of %d requests (%d new) in %.1f ms using %.1f ms of writer CPU",
+                  len(records), len(group), result.spans, (time.perf_counter() - wall) * 1000,
+                  (time.thread_time() - started) * 1000)
+        self._acknowledger.committed(_ids(group))
+        if self.commits % self.OPTIMIZE_EVERY == 0:
+            try:
+                self.store.optimize()
+            except (OperationalError, DBAPIError) as exc:
+                log.warning("PRAGMA optimize failed: %s", exc)
+
+    def _write(self, records: list[SpanRecord]) -> BatchResult:
+        with self.store.write() as tx:
+            return self.batch_writer.write(tx, records, time.time_ns())
+
+    def _answer(self, job_ids: list[int], failure: Failure | None) -> None:
+        with self._answer_lock, contextlib.suppress(OSError):  # OSError: the server process is gone
+            self.acks.send((job_ids, failure))
+
+
+def _ids(group: list[Job]) -> list[int]:
+    return [job.job_id for job in group]
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) or bool(getattr(exc, "connection_invalidated", False))
+
+
+def run_writer(config: WriterConfig, address: WriterAddress, control: Connection, acks: Connection,
+               incoming: Synchronized[int]) -> None:
+    """Entry point of the writer process."""
+    # Ctrl-C and SIGTERM reach the whole process group; the server process decides when the
+    # writer stops (after the last request is answered), so the writer ignores them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = open_store(config.database_url, sqlite_synchronous=config.sqlite_synchronous, migrate=False,
+                       pool_size=1, ingest_writer=True)
+    listener = JobListener(address)
+    try:
+        acks.send(("ready", None))
+        CommitLoop(config, store, listener, control, acks, incoming).run()
+    finally:
+        listener.close()
+        store.dispose()
