@@ -250,32 +250,36 @@ def decode_request(
         project = header_project or _project_from_resource(resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                problem = _invalid(span)
+                trace_id, span_id = span.trace_id, span.span_id
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                problem = _invalid(span, trace_id, span_id, start, end)
                 if problem:
                     result.rejected += 1
                     result.errors.append(problem)
                     continue
                 attrs, dropped = attributes(span.attributes, limits)
-                start, end = int(span.start_time_unix_nano), int(span.end_time_unix_nano)
-                status = STATUS_CODES[span.status.code] if 0 <= span.status.code < 3 else "UNSET"
+                status = span.status
+                code, kind, parent = status.code, span.kind, span.parent_span_id
+                message = status.message
+                events = span.events
                 result.spans.append(DecodedSpan(
-                    project=project,
-                    trace_id=span.trace_id.hex(),
-                    span_id=span.span_id.hex(),
-                    parent_span_id=span.parent_span_id.hex() if len(span.parent_span_id) == 8 else None,
-                    name=_bound(span.name, 1024),
-                    otel_kind=OTEL_KINDS[span.kind] if 0 <= span.kind < len(OTEL_KINDS) else "UNSPECIFIED",
-                    start_ns=start,
-                    end_ns=max(start, end),
-                    status=status,
-                    status_message=_bound(span.status.message, 8192) or None,
-                    attributes=attrs,
-                    events=[
+                    project,
+                    trace_id.hex(),
+                    span_id.hex(),
+                    parent.hex() if len(parent) == 8 else None,
+                    _bound(span.name, 1024),
+                    OTEL_KINDS[kind] if 0 <= kind < len(OTEL_KINDS) else "UNSPECIFIED",
+                    start,
+                    max(start, end),
+                    STATUS_CODES[code] if 0 <= code < 3 else "UNSET",
+                    (_bound(message, 8192) if message else None),
+                    attrs,
+                    [
                         {"name": _bound(e.name, 1024), "time_ns": min(int(e.time_unix_nano), MAX_TIME_NS),
                          "attributes": attributes(e.attributes, limits)[0]}
-                        for e in span.events[: limits.max_events_per_span]
-                    ],
-                    dropped_attributes=dropped,
+                        for e in events[: limits.max_events_per_span]
+                    ] if events else [],
+                    dropped,
                 ))
     return result
 
@@ -287,14 +291,13 @@ def _project_from_resource(resource: dict[str, Any]) -> str:
     return "default"
 
 
-def _invalid(span: Any) -> str | None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+def _invalid(span: Any, trace_id: bytes, span_id: bytes, start: int, end: int) -> str | None:
+    if len(trace_id) != 16 or not any(trace_id):
         return f"span {span.name[:64]!r}: trace_id must be 16 non-zero bytes"
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or not any(span_id):
         return f"span {span.name[:64]!r}: span_id must be 8 non-zero bytes"
-    if span.start_time_unix_nano == 0:
+    if start == 0:
         return f"span {span.name[:64]!r}: start_time_unix_nano is required"
-    if span.start_time_unix_nano > MAX_TIME_NS or span.end_time_unix_nano > MAX_TIME_NS:
+    if start > MAX_TIME_NS or end > MAX_TIME_NS:
         return f"span {span.name[:64]!r}: times must be before 2262 (signed 64-bit nanoseconds)"
     return None
-

@@ -7,6 +7,7 @@ as ``gpt-4o-2024-08-06`` find ``gpt-4o``).
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 #: model prefix → (input USD / 1M tokens, output USD / 1M tokens)
@@ -51,8 +52,13 @@ PRICES: Final[dict[str, tuple[float, float]]] = {
 _BY_LENGTH = sorted(PRICES, key=len, reverse=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def price_for(model: str | None) -> tuple[float, float] | None:
-    """The (input, output) price per million tokens of ``model``, or ``None`` when unknown."""
+    """The (input, output) price per million tokens of ``model``, or ``None`` when unknown.
+
+    Cached: a deployment uses a handful of model names, and the prefix search runs on every
+    LLM span otherwise.
+    """
     if not model:
         return None
     name = model.lower().rsplit("/", 1)[-1]
