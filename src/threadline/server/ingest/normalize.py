@@ -51,6 +51,10 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
     # Positional: a named tuple built from keywords costs five times as much, on every span.
     return SpanRecord(
         _clean_text(span.project),  # project
+        _clean_text(session_id(attrs, metadata)),  # session_id
+        _clean_text(user_id(attrs, metadata)),  # user_id
+        is_llm,
+        _clean_text(error),  # error
         span.trace_id,
         span.span_id,
         span.parent_span_id,
@@ -60,17 +64,13 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         span.end_ns,
         span.status,
         _clean_text(span.status_message),  # status_message
-        _clean_text(session_id(attrs, metadata)),  # session_id
-        _clean_text(user_id(attrs, metadata)),  # user_id
         _clean_text(_bound(input_text(attrs), max_text_chars)),  # input
         _clean_text(_bound(output_text(attrs), max_text_chars)),  # output
         _clean_text(model[:256]) if model else None,  # model
-        is_llm,
         prompt,  # prompt_tokens
         completion,  # completion_tokens
         total,  # total_tokens
         cost,
-        _clean_text(error),  # error
         orjson.dumps(attrs, default=str).decode(),  # attributes_json
         orjson.dumps(span.events, default=str).decode() if span.events else "[]",  # events_json
     )

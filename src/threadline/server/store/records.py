@@ -10,10 +10,16 @@ class SpanRecord(NamedTuple):
     """A normalized span plus what the rollups need (session, user, turn text, tokens, cost).
 
     A named tuple: records cross from the decode processes to the writer by pickle, and tuples
-    pickle an order of magnitude faster than dataclass instances.
+    pickle an order of magnitude faster than dataclass instances. The fields from ``trace_id``
+    on are the columns of ``spans`` after ``project_id``, in order (:data:`SPAN_COLUMNS_AT`).
     """
 
     project: str
+    session_id: str | None
+    user_id: str | None
+    is_llm: bool
+    error: str | None
+    # --- stored as the columns of `spans`, in this order ---
     trace_id: str
     span_id: str
     parent_span_id: str | None
@@ -23,19 +29,19 @@ class SpanRecord(NamedTuple):
     end_ns: int
     status: str
     status_message: str | None
-    session_id: str | None
-    user_id: str | None
     input: str | None
     output: str | None
     model: str | None
-    is_llm: bool
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     cost: float
-    error: str | None
     attributes_json: str
     events_json: str
+
+
+#: ``record[SPAN_COLUMNS_AT:]`` is the row of ``spans`` after its ``project_id``.
+SPAN_COLUMNS_AT = SpanRecord._fields.index("trace_id")
 
 
 def pack_records(records: list[SpanRecord]) -> bytes:

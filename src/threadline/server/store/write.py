@@ -16,6 +16,7 @@ One call of :meth:`BatchWriter.write` runs inside one transaction (the writer's 
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -25,24 +26,14 @@ from sqlalchemy import Connection, bindparam, case, func, literal_column, select
 
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
-from threadline.server.store.records import SpanRecord
+from threadline.server.store.records import SPAN_COLUMNS_AT, SpanRecord
 
 _TEXT_MAX_RANK = 2**62
-_SPAN_COLUMNS = ("project_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "start_ns", "end_ns", "status",
-                 "status_message", "input", "output", "model", "prompt_tokens", "completion_tokens", "total_tokens",
-                 "cost", "attributes", "events")
+#: The columns of ``spans``: the project, then the record's fields from ``trace_id`` on.
+_SPAN_COLUMNS = ("project_id", *(f.removesuffix("_json") for f in SpanRecord._fields[SPAN_COLUMNS_AT:]))
 _SQLITE_INSERT_SPAN = (
     f"INSERT INTO spans ({', '.join(_SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(_SPAN_COLUMNS))})"
 )
-_TRACE_FIELDS = ("session_id", "user_id", "root_span_id", "root_name", "start_ns", "end_ns", "spans", "errors", "error",
-                 "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost", "input", "output",
-                 "input_rank", "output_rank")
-_SQLITE_INSERT_TRACE = (
-    f"INSERT INTO traces (id, project_id, trace_id, {', '.join(_TRACE_FIELDS)}) "
-    f"VALUES ({', '.join('?' * (3 + len(_TRACE_FIELDS)))})"
-)
-_UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
-
 
 
 @dataclass(slots=True)
@@ -77,6 +68,14 @@ class TraceState:
 
 #: The ``traces`` columns a :class:`TraceState` holds, in field order.
 _TRACE_COLUMNS = tuple(f.name for f in fields(TraceState))
+#: A :class:`TraceState` as a row of ``traces`` (all its fields, in order).
+_trace_row = operator.attrgetter(*_TRACE_COLUMNS)
+#: What a batch can change in a trace's row: every field after the key.
+_TRACE_FIELDS = _TRACE_COLUMNS[3:]
+_SQLITE_INSERT_TRACE = (
+    f"INSERT INTO traces ({', '.join(_TRACE_COLUMNS)}) VALUES ({', '.join('?' * len(_TRACE_COLUMNS))})"
+)
+_UPDATE_TRACE = f"UPDATE traces SET {', '.join(f'{n} = ?' for n in _TRACE_FIELDS)} WHERE id = ?"
 
 
 @dataclass(slots=True)
@@ -182,11 +181,10 @@ class BatchWriter:
         result.duplicates = len(records) - len(inserted)
         if not inserted:
             return result
-        by_trace: dict[tuple[int, str], list[SpanRecord]] = defaultdict(list)
-        for key in sorted(inserted):
-            by_trace[(key[0], key[1])].append(unique[key])
-        for spans in by_trace.values():
-            spans.sort(key=lambda r: r.start_ns)
+        grouped: dict[tuple[int, str], list[SpanRecord]] = defaultdict(list)
+        for key in inserted:
+            grouped[(key[0], key[1])].append(unique[key])
+        by_trace = {key: sorted(grouped[key], key=_start) for key in sorted(grouped)}  # a fixed lock order
         olds, news = self._merge_traces(tx, by_trace, stored)
         result.new_traces = sum(1 for old in olds.values() if old is None)
         self._update_search(tx, olds, news)
@@ -217,15 +215,7 @@ class BatchWriter:
         """Insert the spans that are not stored yet; return the keys of those inserted."""
         if self.dialect == "sqlite":
             return self._insert_spans_sqlite(tx, unique, stored)
-        rows = [
-            {"project_id": key[0], "trace_id": r.trace_id, "span_id": r.span_id, "parent_span_id": r.parent_span_id,
-             "name": r.name, "kind": r.kind, "start_ns": r.start_ns, "end_ns": r.end_ns, "status": r.status,
-             "status_message": r.status_message, "input": r.input, "output": r.output, "model": r.model,
-             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-             "total_tokens": r.total_tokens, "cost": r.cost, "attributes": r.attributes_json,
-             "events": r.events_json}
-            for key, r in unique.items()
-        ]
+        rows = [dict(zip(_SPAN_COLUMNS, (key[0], *r[SPAN_COLUMNS_AT:]), strict=True)) for key, r in unique.items()]
         # RETURNING is exact even with concurrent writers: a conflicting row waits for the other
         # transaction and is then skipped.
         stmt = self._insert(t.spans).on_conflict_do_nothing(
@@ -246,12 +236,7 @@ class BatchWriter:
             if maybe_stored else set()
         fresh = [key for key in unique if key not in existing] if existing else list(unique)
         if fresh:
-            tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [
-                (key[0], r.trace_id, r.span_id, r.parent_span_id, r.name, r.kind, r.start_ns, r.end_ns, r.status,
-                 r.status_message, r.input, r.output, r.model, r.prompt_tokens, r.completion_tokens,
-                 r.total_tokens, r.cost, r.attributes_json, r.events_json)
-                for key in fresh for r in (unique[key],)
-            ])
+            tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [(key[0], *unique[key][SPAN_COLUMNS_AT:]) for key in fresh])
         return set(fresh)
 
     def _merge_traces(
@@ -303,8 +288,7 @@ class BatchWriter:
             first = (tx.exec_driver_sql("SELECT max(id) FROM traces").scalar() or 0) + 1
             for offset, state in enumerate(created):
                 state.id = first + offset
-            tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [
-                (s.id, s.project_id, s.trace_id, *(getattr(s, n) for n in _TRACE_FIELDS)) for s in created])
+            tx.exec_driver_sql(_SQLITE_INSERT_TRACE, [_trace_row(s) for s in created])
             return {}
         stmt = self._insert(t.traces).on_conflict_do_nothing(index_elements=["project_id", "trace_id"]).returning(
             t.traces.c.project_id, t.traces.c.trace_id, t.traces.c.id)
@@ -470,6 +454,10 @@ class BatchWriter:
             sessions=p.c.sessions + bindparam("d_sessions"), users=p.c.users + bindparam("d_users"),
             last_seen_ns=bindparam("d_now"),
         )
+
+
+def _start(record: SpanRecord) -> int:
+    return record.start_ns
 
 
 def _merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> None:
