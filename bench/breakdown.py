@@ -1,8 +1,8 @@
 """Where ingest time goes: each stage of the server's pipeline timed alone, in one thread.
 
 Runs Threadline's own functions on the benchmark payloads (no HTTP, no processes): decode
-(``otlp.decode_request``), normalize, the pickle round trip a decode worker adds, and the store's
-batch writer (one transaction per request, and group commits). Compare with the baseline loop of
+(``otlp.decode_request``), normalize, packing and unpacking the records for the writer process,
+and the store's batch writer (one transaction per request, and group commits). Compare with the baseline loop of
 ``bench.ingest`` to see which stage keeps ingest from the baseline's throughput.
 
     python -m bench.breakdown [--db sqlite|postgres|both] [--spans 20000]
@@ -26,7 +26,7 @@ from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import PROTOBUF, Limits, decode_request
 from threadline.server.ingest.prepare import prepare
 from threadline.server.store.engine import open_store
-from threadline.server.store.records import SpanRecord, unpack_records
+from threadline.server.store.records import SpanRecord, pack_records, unpack_records
 from threadline.server.store.write import BatchWriter
 
 
@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> None:
                    _timed(lambda: [decode_request(b, PROTOBUF, project_header="bench", limits=limits)
                                    for b in bodies])))
     stages.append(("Threadline normalize", _timed(lambda: [[normalize(s) for s in spans] for spans in decoded])))
-    prepared = [prepare(b, PROTOBUF, None, "bench", limits, 32 * 1024) for b in bodies]
-    stages.append(("unpack records (writer process)", _timed(lambda: [unpack_records(p.packed) for p in prepared])))
-    per_request = [unpack_records(p.packed) for p in prepared]
+    records = [prepare(b, PROTOBUF, None, "bench", limits, 32 * 1024)[0] for b in bodies]
+    stages.append(("pack records (decode process)", _timed(lambda: [pack_records(r) for r in records])))
+    packed = [pack_records(r) for r in records]
+    stages.append(("unpack records (writer process)", _timed(lambda: [unpack_records(p) for p in packed])))
+    per_request = [unpack_records(p) for p in packed]
     grouped: list[list[SpanRecord]] = []
     for records in per_request:
         if not grouped or len(grouped[-1]) >= 5000:

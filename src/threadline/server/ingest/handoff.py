@@ -1,10 +1,10 @@
 """The channel that carries decoded requests from the decode processes to the writer process.
 
 A Unix socket in a directory only the server's user can enter; a client proves itself with a
-random key first. Each *job* — the packed records of one request — is a fixed header (job id,
-span count, payload length) followed by the payload, read straight into one buffer: the records
-cross from the decode process to the writer without passing through the server process, which
-only hears back the job's outcome.
+random key first. Each *job* — the packed records of one request — is two :mod:`.frames`: a
+header (job id, span count) and the payload, read straight into one buffer. The records cross
+from the decode process to the writer without passing through the server process, which only
+hears back the job's outcome.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import struct
 import time
 from dataclasses import dataclass
 
-_HEADER = struct.Struct("<qqq")  # job id, spans, payload bytes
+from threadline.server.ingest import frames
+
+_HEADER = struct.Struct("<qq")  # job id, spans
 _KEY_BYTES = 32
-#: Socket buffers sized for a few requests of chat-sized spans (fewer wake-ups per job).
-_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class WriterUnreachable(RuntimeError):
@@ -49,18 +49,6 @@ class Job:
     payload: bytearray
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytearray | None:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            return None
-        got += n
-    return buffer
-
-
 class JobSender:
     """A decode process's connection to the writer; reconnects when the writer has restarted."""
 
@@ -73,9 +61,8 @@ class JobSender:
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.01
         while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = frames.tune(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER_BYTES)
                 sock.connect(self.address.path)
                 sock.sendall(self.address.key)
                 return sock
@@ -88,13 +75,12 @@ class JobSender:
 
     def send(self, job_id: int, spans: int, payload: bytes) -> None:
         """Hand one job to the writer (blocks while the writer's buffer is full)."""
-        header = _HEADER.pack(job_id, spans, len(payload))
+        header = _HEADER.pack(job_id, spans)
         for attempt in (1, 2):
             if self._sock is None:
                 self._sock = self._connect()
             try:
-                self._sock.sendall(header)
-                self._sock.sendall(payload)
+                frames.send_frames(self._sock, header, payload)
                 return
             except OSError as exc:  # the writer restarted since the last job: connect again, once
                 self.close()
@@ -126,15 +112,14 @@ class JobListener:
         client, _ = self.sock.accept()
         client.settimeout(5.0)
         try:
-            key = _read_exactly(client, _KEY_BYTES)
+            key = frames.read_exactly(client, _KEY_BYTES)
         except OSError:
             key = None
         if key is None or not hmac.compare_digest(bytes(key), self.address.key):
             client.close()
             return None
         client.settimeout(None)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER_BYTES)
-        return client
+        return frames.tune(client)
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""
@@ -145,12 +130,9 @@ class JobListener:
 
 def read_job(sock: socket.socket) -> Job | None:
     """The next job on a client connection; ``None`` when the client has gone."""
-    try:
-        header = _read_exactly(sock, _HEADER.size)
-        if header is None:
-            return None
-        job_id, spans, size = _HEADER.unpack(header)
-        payload = _read_exactly(sock, size)
-    except OSError:
+    header = frames.receive_frame(sock)
+    payload = frames.receive_frame(sock) if header is not None and len(header) == _HEADER.size else None
+    if header is None or payload is None:
         return None
-    return None if payload is None else Job(job_id, spans, payload)
+    job_id, spans = _HEADER.unpack(header)
+    return Job(job_id, spans, payload)

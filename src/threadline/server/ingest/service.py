@@ -3,10 +3,10 @@
 ``export`` blocks until the spans are committed, then reports how many were accepted and
 rejected. Errors it raises map to status codes in the transports: ``otlp.DecodeError`` → 400,
 ``otlp.PayloadTooLarge`` → 413, ``otlp.UnsupportedContentType`` → 415, ``QueueFull`` /
-``StoreUnavailable`` / ``prepare.WorkerLost`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
+``StoreUnavailable`` / ``decoders.WorkerLost`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
 
 Three kinds of processes share the work: the server process (HTTP and gRPC), decode processes
-(:class:`~threadline.server.ingest.prepare.Preparer`) and one writer process
+(:mod:`~threadline.server.ingest.decoders`) and one writer process
 (:mod:`~threadline.server.ingest.writer_process`).
 """
 
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from threadline.server.ingest.decoders import DecodePool, DecodeSetup
 from threadline.server.ingest.handoff import WriterUnreachable
 from threadline.server.ingest.otlp import Limits
-from threadline.server.ingest.prepare import Preparer
+from threadline.server.ingest.prepare import InlinePreparer, Preparer
 from threadline.server.ingest.writer import SpanWriter, StoreUnavailable
 from threadline.server.ingest.writer_process import WriterConfig
 from threadline.server.settings import Settings
@@ -49,13 +50,15 @@ class IngestService:
             ),
             queue_max_spans=settings.queue_max_spans,
         )
-        self.preparer = Preparer(settings.effective_decode_workers(), self.writer.address, self.limits,
-                                 settings.max_text_chars)
+        workers = settings.effective_decode_workers()
+        self.preparer: Preparer = DecodePool(workers, DecodeSetup(
+            self.writer.address, self.limits, settings.max_text_chars, settings.log_level,
+        )) if workers else InlinePreparer(self.writer.address, self.limits, settings.max_text_chars)
 
     def start(self) -> None:
         """Start the writer process and the decode processes (the store must be migrated already)."""
         self.writer.start()
-        self.preparer.warm_up()
+        self.preparer.start()
 
     def stop(self) -> None:
         """Let the decode processes finish, commit what they handed over, stop the writer."""

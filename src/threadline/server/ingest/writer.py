@@ -51,7 +51,11 @@ class SpanWriter:
         self.config = config
         self.queue_max_spans = queue_max_spans
         self._context = multiprocessing.get_context("spawn")
-        self._incoming = self._context.Value("i", 0)
+        # Requests being decoded: the writer reads it to decide whether to wait for them. A raw
+        # shared int (no semaphore, so no resource-tracker process); this process updates it
+        # under _incoming_lock.
+        self._incoming = self._context.RawValue("i", 0)
+        self._incoming_lock = threading.Lock()
         self._directory = tempfile.mkdtemp(prefix="threadline-writer-")  # mode 0700: this user only
         self.address = WriterAddress.new(self._directory)
         self._lock = threading.Lock()  # pending jobs, queued spans, the process and its pipes
@@ -115,12 +119,12 @@ class SpanWriter:
     @contextmanager
     def incoming(self) -> Iterator[None]:
         """Mark a request as on its way (being decoded): the writer may wait for it to group commits."""
-        with self._incoming.get_lock():
+        with self._incoming_lock:
             self._incoming.value += 1
         try:
             yield
         finally:
-            with self._incoming.get_lock():
+            with self._incoming_lock:
                 self._incoming.value -= 1
 
     @property

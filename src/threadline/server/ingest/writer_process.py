@@ -18,6 +18,7 @@ they are not: ``kind`` is ``"unavailable"`` (the database could not be written; 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import queue
 import signal
@@ -27,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from multiprocessing.sharedctypes import Synchronized
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -103,7 +103,7 @@ class CommitLoop:
     OPTIMIZE_EVERY = 2000
 
     def __init__(self, config: WriterConfig, store: Store, listener: JobListener, control: Connection,
-                 acks: Connection, incoming: Synchronized[int] | None) -> None:
+                 acks: Connection, incoming: ctypes.c_int | None) -> None:
         self.config = config
         self.store = store
         self.listener = listener
@@ -219,7 +219,7 @@ def _is_unavailable(exc: Exception) -> bool:
 
 
 def run_writer(config: WriterConfig, address: WriterAddress, control: Connection, acks: Connection,
-               incoming: Synchronized[int]) -> None:
+               incoming: ctypes.c_int) -> None:
     """Entry point of the writer process."""
     # Ctrl-C and SIGTERM reach the whole process group; the server process decides when the
     # writer stops (after the last request is answered), so the writer ignores them.

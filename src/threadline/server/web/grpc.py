@@ -9,8 +9,8 @@ import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from threadline import conventions as cv
+from threadline.server.ingest.decoders import WorkerLost
 from threadline.server.ingest.otlp import PROTOBUF, DecodeError, PayloadTooLarge, UnsupportedContentType
-from threadline.server.ingest.prepare import WorkerLost
 from threadline.server.ingest.service import IngestService
 from threadline.server.ingest.writer import QueueFull, StoreUnavailable
 

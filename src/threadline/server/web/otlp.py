@@ -12,6 +12,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from threadline import conventions as cv
+from threadline.server.ingest.decoders import WorkerLost
 from threadline.server.ingest.otlp import (
     JSON,
     PROTOBUF,
@@ -20,7 +21,6 @@ from threadline.server.ingest.otlp import (
     UnsupportedContentType,
     media_type,
 )
-from threadline.server.ingest.prepare import WorkerLost
 from threadline.server.ingest.service import IngestService
 from threadline.server.ingest.writer import QueueFull, StoreUnavailable
 
