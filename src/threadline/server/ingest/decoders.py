@@ -61,16 +61,19 @@ def _serve(sock: socket.socket, setup: DecodeSetup) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=setup.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sender = JobSender(setup.address)
+    reader = frames.FrameReader(sock)
     frames.send_frames(sock, b"ready")
     while True:
-        header = frames.receive_frame(sock)
-        body = frames.receive_frame(sock) if header is not None else None
-        if header is None or body is None:
+        header = reader.read()
+        if header is None:
             break
         job_id, media, content_encoding, project_header = pickle.loads(header)
+        body = reader.read()  # valid until the next read: decoded (copied out) before then
+        if body is None:
+            break
         answer: tuple[str, object]
         try:
-            answer = ("ok", prepare_and_hand_over(sender, job_id, bytes(body), media, content_encoding,
+            answer = ("ok", prepare_and_hand_over(sender, job_id, body, media, content_encoding,
                                                   project_header, setup.limits, setup.max_text_chars))
         except _EXPECTED as exc:
             answer = ("error", exc)

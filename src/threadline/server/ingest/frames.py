@@ -34,6 +34,38 @@ def read_exactly(sock: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
+class FrameReader:
+    """Reads frames into one buffer that is reused, for a reader that consumes each frame before
+    reading the next: no allocation (and zero-filling) of a new megabyte-sized buffer per frame."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = bytearray(64 * 1024)
+
+    def read(self) -> memoryview | None:
+        """The next frame, valid until the next call; ``None`` when the peer has gone."""
+        try:
+            header = self._fill(_LENGTH.size)
+            if header is None:
+                return None
+            (size,) = _LENGTH.unpack(header)
+            return self._fill(size)
+        except OSError:
+            return None
+
+    def _fill(self, size: int) -> memoryview | None:
+        if len(self._buffer) < size:
+            self._buffer = bytearray(max(size, 2 * len(self._buffer)))
+        view = memoryview(self._buffer)[:size]
+        got = 0
+        while got < size:
+            n = self.sock.recv_into(view[got:])
+            if n == 0:
+                return None
+            got += n
+        return view
+
+
 def send_frames(sock: socket.socket, *frames: bytes | bytearray | memoryview) -> None:
     """Send each of ``frames`` as one frame. Raises ``OSError`` when the peer is gone."""
     for frame in frames:

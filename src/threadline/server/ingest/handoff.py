@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from threadline.server.ingest import frames
+from threadline.server.store.records import SpanRecord, unpack_records
 
 _HEADER = struct.Struct("<qq")  # job id, spans
 _KEY_BYTES = 32
@@ -42,11 +43,15 @@ class WriterAddress:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One request's packed records as the writer receives them."""
+    """One request's records as the writer receives them."""
 
     job_id: int
-    spans: int
-    payload: bytearray
+    records: list[SpanRecord]
+
+    @property
+    def spans(self) -> int:
+        """How many spans the job holds."""
+        return len(self.records)
 
 
 class JobSender:
@@ -128,11 +133,11 @@ class JobListener:
             os.unlink(self.address.path)
 
 
-def read_job(sock: socket.socket) -> Job | None:
-    """The next job on a client connection; ``None`` when the client has gone."""
-    header = frames.receive_frame(sock)
-    payload = frames.receive_frame(sock) if header is not None and len(header) == _HEADER.size else None
-    if header is None or payload is None:
+def read_job(reader: frames.FrameReader) -> Job | None:
+    """The next job on a client connection, unpacked; ``None`` when the client has gone."""
+    header = reader.read()
+    if header is None or len(header) != _HEADER.size:
         return None
-    job_id, spans = _HEADER.unpack(header)
-    return Job(job_id, spans, payload)
+    job_id, _spans = _HEADER.unpack(header)
+    payload = reader.read()
+    return None if payload is None else Job(job_id, unpack_records(payload))

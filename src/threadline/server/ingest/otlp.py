@@ -29,6 +29,10 @@ _TRUNCATION_MARK = "…[truncated by Threadline: {n} characters]"
 MAX_TIME_NS = 2**63 - 1
 
 
+#: A request body: bytes as received, or a view of a reused receive buffer (decode processes).
+Body = bytes | bytearray | memoryview
+
+
 class DecodeError(ValueError):
     """The body is not a valid OTLP trace export request (HTTP 400 / gRPC INVALID_ARGUMENT)."""
 
@@ -98,7 +102,7 @@ def media_type(content_type: str | None) -> str:
     )
 
 
-def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+def decompress(body: Body, content_encoding: str | None, limit: int) -> Body:
     """Undo ``Content-Encoding: gzip`` (or deflate) without ever inflating past ``limit`` bytes."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -120,17 +124,17 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return out
 
 
-def parse_request(body: bytes, media: str) -> ExportTraceServiceRequest:
+def parse_request(body: Body, media: str) -> ExportTraceServiceRequest:
     """Parse protobuf or OTLP/JSON bytes into an ``ExportTraceServiceRequest``."""
     request = ExportTraceServiceRequest()
     if media == PROTOBUF:
         try:
-            request.ParseFromString(body)
+            request.ParseFromString(body)  # type: ignore[arg-type]  # upb parses any buffer, no copy
         except (ProtobufDecodeError, RecursionError, ValueError) as exc:
             raise DecodeError(f"body is not a valid protobuf ExportTraceServiceRequest: {exc}") from exc
         return request
     try:
-        document = json.loads(body)
+        document = json.loads(bytes(body) if isinstance(body, memoryview) else body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
@@ -238,7 +242,7 @@ def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
 
 
 def decode_request(
-    body: bytes, media: str, *, project_header: str | None = None, limits: Limits | None = None
+    body: Body, media: str, *, project_header: str | None = None, limits: Limits | None = None
 ) -> DecodedRequest:
     """Decode an export request body (already decompressed) into spans, rejecting invalid ones."""
     limits = limits or Limits()

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from threadline.server.ingest.handoff import JobSender, WriterAddress
 from threadline.server.ingest.normalize import normalize
-from threadline.server.ingest.otlp import Limits, decode_request, decompress
+from threadline.server.ingest.otlp import Body, Limits, decode_request, decompress
 from threadline.server.store.records import SpanRecord, pack_records
 
 
@@ -28,7 +28,7 @@ class Prepared:
 
 
 def prepare(
-    body: bytes, media: str, content_encoding: str | None, project_header: str | None, limits: Limits,
+    body: Body, media: str, content_encoding: str | None, project_header: str | None, limits: Limits,
     max_text_chars: int,
 ) -> tuple[list[SpanRecord], int, str]:
     """Decompress, decode and normalize one export request: (records, rejected, error message).
@@ -42,7 +42,7 @@ def prepare(
 
 
 def prepare_and_hand_over(
-    sender: JobSender, job_id: int, body: bytes, media: str, content_encoding: str | None,
+    sender: JobSender, job_id: int, body: Body, media: str, content_encoding: str | None,
     project_header: str | None, limits: Limits, max_text_chars: int,
 ) -> Prepared:
     """:func:`prepare` one request and hand its records to the writer as job ``job_id``."""

@@ -31,9 +31,10 @@ from multiprocessing.connection import Connection, wait
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from threadline.server.ingest.frames import FrameReader
 from threadline.server.ingest.handoff import Job, JobListener, WriterAddress, read_job
 from threadline.server.store.engine import Store, open_store
-from threadline.server.store.records import SpanRecord, unpack_records
+from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchResult, BatchWriter
 
 log = logging.getLogger("threadline.ingest")
@@ -110,7 +111,7 @@ class CommitLoop:
         self.control = control
         self.acks = acks
         self.incoming = incoming
-        self.clients: list[socket.socket] = []
+        self.clients: dict[socket.socket, FrameReader] = {}
         self.batch_writer = BatchWriter(store.dialect)
         self.commits = 0
         self._stopping = False
@@ -152,12 +153,12 @@ class CommitLoop:
                 elif source is self.listener.sock:
                     client = self.listener.accept()
                     if client is not None:
-                        self.clients.append(client)
+                        self.clients[client] = FrameReader(client)
                 else:
                     assert isinstance(source, socket.socket)
-                    job = read_job(source)
+                    job = read_job(self.clients[source])
                     if job is None:
-                        self.clients.remove(source)
+                        del self.clients[source]
                         source.close()
                         continue
                     if not group:
@@ -175,7 +176,7 @@ class CommitLoop:
         """Write one group in one transaction and answer every job in it."""
         started = time.thread_time()
         wall = time.perf_counter()
-        records = [r for job in group for r in unpack_records(job.payload)]
+        records = [r for job in group for r in job.records]
         try:
             result = self._write(records)
         except (OperationalError, DBAPIError) as exc:

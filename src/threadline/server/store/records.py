@@ -53,7 +53,7 @@ def pack_records(records: list[SpanRecord]) -> bytes:
     return pickle.dumps([tuple(r) for r in records], protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack_records(packed: bytes | bytearray) -> list[SpanRecord]:
+def unpack_records(packed: bytes | bytearray | memoryview) -> list[SpanRecord]:
     """The records :func:`pack_records` packed."""
     new = tuple.__new__
     return [new(SpanRecord, fields) for fields in pickle.loads(packed)]
