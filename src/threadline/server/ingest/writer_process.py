@@ -144,7 +144,10 @@ class CommitLoop:
                 timeout = max(0.0, linger_until - time.monotonic())
             else:
                 timeout = 0.0
-            ready = wait([self.control, self.listener.sock, *self.clients], timeout)
+            sources: list[Connection | socket.socket] = [self.listener.sock, *self.clients]
+            if not self._stopping:  # after a stop (or EOF) the pipe stays readable: stop watching it
+                sources.append(self.control)
+            ready = wait(sources, timeout)
             if not ready:
                 break
             for source in ready:
