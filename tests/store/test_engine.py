@@ -1,0 +1,82 @@
+"""Store engine and migrations: page size, lz4 on PostgreSQL, background WAL checkpoints (both backends)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from threadline.server.store import schema as t
+from threadline.server.store.engine import Store, open_store
+from threadline.server.store.migrate import current_revision, head_revision, upgrade
+from threadline.server.store.write import BatchWriter
+
+from .test_write import generate
+
+LARGE_TEXT = {("spans", "attributes"), ("spans", "events"), ("spans", "input"), ("spans", "output"),
+              ("traces", "input"), ("traces", "output"), ("sessions", "first_input"), ("sessions", "last_output")}
+
+
+def test_new_sqlite_files_use_8k_pages(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'new.db'}")
+    store.dispose()
+    conn = sqlite3.connect(tmp_path / "new.db")
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_upgrading_from_the_first_revision_keeps_every_row(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        upgrade(store, "0001")
+        spans = generate(3)
+        with store.write() as tx:
+            BatchWriter(store.dialect).write(tx, spans, now_ns=1)
+        with store.read() as conn:
+            before = {table.name: conn.execute(select(table)).all() for table in (t.spans, t.traces, t.sessions)}
+        upgrade(store)
+        assert current_revision(store) == head_revision()
+        with store.read() as conn:
+            after = {table.name: conn.execute(select(table)).all() for table in (t.spans, t.traces, t.sessions)}
+            compression = None
+            if store.dialect == "postgresql":
+                lz4 = conn.exec_driver_sql("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
+                                           "AND 'lz4' = ANY(enumvals)").first() is not None
+                compression = {(r[0], r[1]): r[2] for r in conn.exec_driver_sql(
+                    "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
+                    "JOIN pg_class c ON c.oid = a.attrelid "
+                    "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0")}
+        assert after == before and len(after["spans"]) == len(spans)
+        if compression is not None:
+            expected = "l" if lz4 else ""
+            assert {key: compression[key] for key in LARGE_TEXT} == {key: expected for key in LARGE_TEXT}
+            assert compression[("spans", "trace_id")] == ""  # short columns keep the default
+    finally:
+        store.dispose()
+
+
+def test_the_ingest_writer_checkpoints_the_log_in_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.db"
+    store = open_store(f"sqlite:///{path}", ingest_writer=True)
+    try:
+        size_before = path.stat().st_size
+        spans = generate(1)  # a few dozen turns
+        with store.write() as tx:
+            BatchWriter(store.dialect).write(tx, spans, now_ns=1)
+        store.sync()
+        # The commit wrote the log only; the background thread copies it into the file.
+        deadline = time.monotonic() + 30
+        while path.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert path.stat().st_size > size_before
+        wal = sqlite3.connect(path)
+        busy, frames, copied = wal.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert (busy, copied) == (0, frames)
+        wal.close()
+    finally:
+        store.dispose()
+    # Another process opening the file sees every committed row.
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == len(spans)
