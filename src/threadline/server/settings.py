@@ -51,10 +51,13 @@ class Settings(BaseSettings):
     )
     queue_max_spans: int = Field(
         default=200_000, gt=0,
-        description="Spans waiting for the writer before new requests get 503 + Retry-After.",
+        description="Spans handed to the writer process but not yet committed, over which new requests "
+        "get 503 + Retry-After.",
     )
     commit_max_spans: int = Field(
-        default=20_000, gt=0, description="Most spans the writer commits in one transaction (group commit)."
+        default=5_000, gt=0,
+        description="Most spans the writer commits in one transaction (group commit); also bounds the "
+        "writer's memory (a group's records are held until its commit).",
     )
     commit_linger_ms: float = Field(
         default=8.0, ge=0,
@@ -62,8 +65,8 @@ class Settings(BaseSettings):
     )
     decode_workers: int = Field(
         default=-1, ge=-1,
-        description="Processes that decode and normalize OTLP payloads apart from the writer. "
-        "-1: one per CPU beyond the first (at least one); 0: decode in the server process.",
+        description="Decode processes (inflate, decode, normalize) beside the server process and the writer "
+        "process. -1: one per CPU beyond the first (at least one); 0: decode in the server process.",
     )
     retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503 responses.")
     max_attribute_chars: int = Field(
@@ -78,7 +81,9 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: str = Field(
         default="FULL",
-        description="SQLite PRAGMA synchronous: FULL (acknowledged spans survive power loss) or NORMAL.",
+        description="SQLite durability. FULL (or EXTRA): the writer fsyncs the write-ahead log before a request is "
+        "acknowledged, so acknowledged spans survive power loss. NORMAL: acknowledged once committed "
+        "(they survive a crash of Threadline, not of the machine).",
     )
 
     # --- sessions and evals -----------------------------------------------------------------------

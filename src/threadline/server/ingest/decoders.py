@@ -20,13 +20,12 @@ import pickle
 import queue
 import signal
 import socket
-import threading
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 from threadline.server.ingest import frames
 from threadline.server.ingest.handoff import JobSender, WriterAddress, WriterUnreachable
-from threadline.server.ingest.otlp import DecodeError, Limits, PayloadTooLarge, UnsupportedContentType
+from threadline.server.ingest.otlp import Body, DecodeError, Limits, PayloadTooLarge, UnsupportedContentType
 from threadline.server.ingest.prepare import Prepared, prepare_and_hand_over
 
 log = logging.getLogger("threadline.ingest")
@@ -123,15 +122,13 @@ class DecodePool:
         self.setup = setup
         self._context = multiprocessing.get_context("spawn")
         self._idle: queue.Queue[_Decoder] = queue.Queue()
-        self._lock = threading.Lock()
-        self.replaced = 0
 
     def start(self) -> None:
         """Start the decode processes and wait until each is ready."""
         for _ in range(self.workers):
             self._idle.put(_Decoder(self._context, self.setup))
 
-    def run(self, job_id: int, body: bytes, media: str, content_encoding: str | None,
+    def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None) -> Prepared:
         """Prepare one request in a decode process (blocking); raises what the process reports."""
         decoder = self._idle.get()
@@ -160,8 +157,6 @@ class DecodePool:
 
     def _replace(self, dead: _Decoder) -> _Decoder:
         dead.stop(timeout=1.0)
-        with self._lock:
-            self.replaced += 1
         return _Decoder(self._context, self.setup)
 
     def close(self, timeout: float = 30.0) -> None:

@@ -58,7 +58,7 @@ class Preparer(Protocol):
     def start(self) -> None:
         """Be ready for requests."""
 
-    def run(self, job_id: int, body: bytes, media: str, content_encoding: str | None,
+    def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id`` (blocking)."""
 
@@ -78,7 +78,7 @@ class InlinePreparer:
     def start(self) -> None:
         """Nothing to start."""
 
-    def run(self, job_id: int, body: bytes, media: str, content_encoding: str | None,
+    def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id``."""
         records, rejected, message = prepare(body, media, content_encoding, project_header, self.limits,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from threadline.server.ingest.decoders import DecodePool, DecodeSetup
 from threadline.server.ingest.handoff import WriterUnreachable
-from threadline.server.ingest.otlp import Limits
+from threadline.server.ingest.otlp import Body, Limits
 from threadline.server.ingest.prepare import InlinePreparer, Preparer
 from threadline.server.ingest.writer import SpanWriter, StoreUnavailable
 from threadline.server.ingest.writer_process import WriterConfig
@@ -66,7 +66,7 @@ class IngestService:
         self.writer.stop()
 
     def export(
-        self, body: bytes, media: str, *, content_encoding: str | None = None, project_header: str | None = None
+        self, body: Body, media: str, *, content_encoding: str | None = None, project_header: str | None = None
     ) -> ExportOutcome:
         """Decode, normalize and durably store one export request (blocking)."""
         job_id, committed = self.writer.expect()

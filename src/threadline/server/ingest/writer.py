@@ -52,8 +52,7 @@ class SpanWriter:
         self.queue_max_spans = queue_max_spans
         self._context = multiprocessing.get_context("spawn")
         # Requests being decoded: the writer reads it to decide whether to wait for them. A raw
-        # shared int (no semaphore, so no resource-tracker process); this process updates it
-        # under _incoming_lock.
+        # shared int: only this process writes it, under _incoming_lock.
         self._incoming = self._context.RawValue("i", 0)
         self._incoming_lock = threading.Lock()
         self._directory = tempfile.mkdtemp(prefix="threadline-writer-")  # mode 0700: this user only
@@ -67,7 +66,6 @@ class SpanWriter:
         self._control: Connection | None = None
         self._acks: Connection | None = None
         self._answers: threading.Thread | None = None
-        self.restarts = 0
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -207,7 +205,6 @@ class SpanWriter:
                 log.error("could not restart the writer process: %s", exc)
                 threading.Event().wait(1.0)
                 continue
-            self.restarts += 1
             return
 
     def _resolve(self, job_ids: list[int], error: Exception | None) -> None:

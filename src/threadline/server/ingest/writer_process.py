@@ -5,8 +5,8 @@ CPU, fsync waits) never competes with request handling for one interpreter lock.
 processes hand it *jobs* — the packed records of one request — over the
 :mod:`~threadline.server.ingest.handoff` socket; it commits queued jobs together (group commit:
 while one transaction commits, the next requests queue up and share the next fsync) and tells
-the server process about each job only after its transaction has committed, so an acknowledged
-span is a stored span.
+the server process about each job only after its transaction has committed and is on disk, so
+an acknowledged span is a stored span.
 
 Server process → writer, on the control pipe: ``None`` (take what has arrived, commit it, exit).
 Writer → server, on the answers pipe: ``("ready", None)`` once the store is open and the socket

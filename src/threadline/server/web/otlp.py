@@ -34,10 +34,27 @@ def _status_response(code: int, message: str, media: str, grpc_code: int, header
     return Response(body, status_code=code, media_type=media, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The request body, at most ``limit`` bytes (else :class:`PayloadTooLarge`).
+
+    With a ``Content-Length`` the body is read into one buffer of that size: a body of several
+    megabytes is held once, not as chunks and then their join.
+    """
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
+    if declared and declared.isdigit():
+        expected = int(declared)
+        if expected > limit:
+            raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
+        body = bytearray(expected)
+        size = 0
+        async for chunk in request.stream():
+            if size + len(chunk) > expected:
+                raise DecodeError(f"body is longer than its Content-Length of {expected} bytes")
+            body[size:size + len(chunk)] = chunk
+            size += len(chunk)
+        if size < expected:
+            raise DecodeError(f"body ended after {size} of its {expected} bytes")
+        return body
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
