@@ -89,6 +89,8 @@ def _serve(sock: socket.socket, setup: DecodeSetup) -> None:
 class _Decoder:
     """One decode process and the server's end of its socket."""
 
+    START_TIMEOUT = 120.0
+
     def __init__(self, context: multiprocessing.context.SpawnContext, setup: DecodeSetup) -> None:
         ours, theirs = socket.socketpair()
         frames.tune(ours)
@@ -98,7 +100,9 @@ class _Decoder:
                                                     daemon=True)
         self.process.start()
         theirs.close()
+        ours.settimeout(self.START_TIMEOUT)  # a process that never gets ready counts as broken
         greeting = frames.receive_frame(ours)
+        ours.settimeout(None)
         self.broken = greeting is None or bytes(greeting) != b"ready"
 
     def usable(self) -> bool:
@@ -134,7 +138,10 @@ class DecodePool:
         decoder = self._idle.get()
         try:
             if not decoder.usable():
-                decoder = self._replace(decoder)
+                try:
+                    decoder = self._replace(decoder)
+                except OSError as exc:  # no new process (limits, memory): this request gets a 503
+                    raise WorkerLost(f"no decode process could be started: {exc}") from exc
             header = pickle.dumps((job_id, media, content_encoding, project_header), protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 frames.send_frames(decoder.sock, header, body)
