@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, and_, exists, or_, select
+from sqlalchemy import Connection, Row, and_, or_, select
 
 from threadline.server.model import Latency, Page, SessionDetail, SessionSummary, Tokens
 from threadline.server.query import cursor as cursors
@@ -18,7 +18,7 @@ from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
 from threadline.server.query.turns import load_turns
 from threadline.server.store import schema as t
-from threadline.server.store.fulltext import EmptySearch, count_hits, fts_hits, matching_traces
+from threadline.server.store.fulltext import EmptySearch, count_hits, matching_traces, session_has_match
 
 SessionSort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
 SESSION_SORTS: dict[str, Any] = {
@@ -64,12 +64,10 @@ COMMON_SEARCH_HITS = 2000
 
 
 def _search_condition(conn: Connection, pid: int, q: str) -> Any:
-    hits = fts_hits(conn.dialect.name, q)
-    if hits is not None and count_hits(conn, pid, q) > COMMON_SEARCH_HITS:
-        tr, s = t.traces, t.sessions
-        return exists(select(tr.c.id).where(
-            tr.c.project_id == pid, tr.c.session_id == s.c.session_id, tr.c.id.in_(hits)))
-    return t.sessions.c.session_id.in_(matching_traces(conn.dialect.name, pid, q, "session_id"))
+    dialect = conn.dialect.name
+    if count_hits(conn, pid, q, at_most=COMMON_SEARCH_HITS + 1) > COMMON_SEARCH_HITS:
+        return session_has_match(dialect, pid, q, t.sessions.c.session_id)
+    return t.sessions.c.session_id.in_(matching_traces(dialect, pid, q, "session_id"))
 
 
 def session_conditions(conn: Connection, pid: int, filters: SessionFilter) -> list[Any]:
