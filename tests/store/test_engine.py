@@ -6,6 +6,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from threadline.server.store import schema as t
@@ -80,3 +81,18 @@ def test_the_ingest_writer_checkpoints_the_log_in_the_background(tmp_path: Path)
     # Another process opening the file sees every committed row.
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM spans").fetchone()[0] == len(spans)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_a_store_checkpointed_elsewhere_leaves_the_log_to_the_ingest_writer(tmp_path: Path, elsewhere: bool) -> None:
+    path = tmp_path / "server.db"
+    store = open_store(f"sqlite:///{path}", checkpointed_elsewhere=elsewhere)
+    try:
+        size_before = path.stat().st_size
+        with store.write() as tx:  # some 10 MB of log: past SQLite's automatic checkpoint (1,000 pages)
+            tx.exec_driver_sql("CREATE TABLE filler (x TEXT)")
+            tx.exec_driver_sql("INSERT INTO filler VALUES (?)", [("x" * 10_000,) for _ in range(1000)])
+        grown = path.stat().st_size > size_before + 5_000_000
+    finally:
+        store.dispose()
+    assert grown is not elsewhere  # by default the commit copied the log into the file itself

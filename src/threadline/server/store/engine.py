@@ -47,16 +47,20 @@ def normalize_url(url: str) -> str:
     )
 
 
-def _sqlite_pragmas(synchronous: str, *, writer: bool, ingest_writer: bool = False) -> list[str]:
+def _sqlite_pragmas(synchronous: str, *, writer: bool, ingest_writer: bool = False,
+                    checkpointed_elsewhere: bool = False) -> list[str]:
     # Page cache per connection: the writer gets 16 MiB, each reader 8 MiB, so the server's
     # processes stay under 300 MB of RSS on a multi-GB database.
+    tuning = []
     if writer and ingest_writer:
         # Checkpoints run in a background thread (.wal), and commits only write the log: the
         # fsync that makes them durable is Store.sync(), called before anything is acknowledged.
         tuning = [f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}", f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}"]
         synchronous = "NORMAL"
-    else:
-        tuning = []
+    elif writer and checkpointed_elsewhere:
+        # The ingest writer process checkpoints; a commit here (an annotation) must not copy its
+        # log into the file inline.
+        tuning = [f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}"]
     return [
         # 8 KiB pages for a new database (an existing one keeps its own): chat-history rows of
         # several KiB need fewer overflow pages and log frames than with the 4 KiB default.
@@ -85,10 +89,13 @@ class Store:
     fsynced. The caller makes its commits durable with :meth:`sync` before acknowledging them;
     one fsync then covers every commit made since the last one, while the next transaction is
     already being written.
+
+    ``checkpointed_elsewhere`` (SQLite): another process of this server (the ingest writer)
+    checkpoints the log, so this store's own commits leave it alone.
     """
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 6,
-                 ingest_writer: bool = False) -> None:
+                 ingest_writer: bool = False, checkpointed_elsewhere: bool = False) -> None:
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
@@ -106,7 +113,8 @@ class Store:
             ingest_writer = ingest_writer and on_disk
             self._reader = self._sqlite_engine(sqlite_synchronous, writer=False, pool_size=pool_size)
             self._writer = self._sqlite_engine(sqlite_synchronous, writer=True, pool_size=1,
-                                               ingest_writer=ingest_writer)
+                                               ingest_writer=ingest_writer,
+                                               checkpointed_elsewhere=checkpointed_elsewhere)
             if ingest_writer:
                 self._checkpointer = WalCheckpointer(database)
                 self._checkpointer.start()
@@ -120,8 +128,8 @@ class Store:
             self._reader = engine
             self._writer = engine
 
-    def _sqlite_engine(self, synchronous: str, *, writer: bool, pool_size: int, ingest_writer: bool = False
-                       ) -> Engine:
+    def _sqlite_engine(self, synchronous: str, *, writer: bool, pool_size: int, ingest_writer: bool = False,
+                       checkpointed_elsewhere: bool = False) -> Engine:
         engine = create_engine(
             self.url, poolclass=QueuePool, pool_size=pool_size, max_overflow=0,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -132,7 +140,8 @@ class Store:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_conn.cursor()
-            for pragma in _sqlite_pragmas(synchronous, writer=writer, ingest_writer=ingest_writer):
+            for pragma in _sqlite_pragmas(synchronous, writer=writer, ingest_writer=ingest_writer,
+                                          checkpointed_elsewhere=checkpointed_elsewhere):
                 cursor.execute(pragma)
             cursor.close()
 
@@ -194,9 +203,10 @@ class Store:
 
 
 def open_store(url: str, *, sqlite_synchronous: str = "FULL", migrate: bool = True, pool_size: int = 6,
-               ingest_writer: bool = False) -> Store:
+               ingest_writer: bool = False, checkpointed_elsewhere: bool = False) -> Store:
     """Open a store and bring its schema to the newest migration (unless ``migrate`` is false)."""
-    store = Store(url, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size, ingest_writer=ingest_writer)
+    store = Store(url, sqlite_synchronous=sqlite_synchronous, pool_size=pool_size, ingest_writer=ingest_writer,
+                  checkpointed_elsewhere=checkpointed_elsewhere)
     if migrate:
         from threadline.server.store.migrate import upgrade
 

@@ -30,7 +30,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                                       checkpointed_elsewhere=True)  # by the ingest writer process
         self.ingest = IngestService(settings)
         self.lifecycle = Lifecycle(settings, self.store)
 
