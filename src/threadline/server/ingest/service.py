@@ -35,6 +35,10 @@ class ExportOutcome:
 class IngestService:
     """Decode processes + the single writer process, behind one blocking call."""
 
+    #: Longest wait for the writer's answer once a request is handed over (a database lock held
+    #: by another process is waited for 30 s at most; then the writer answers with an error).
+    ANSWER_TIMEOUT = 300.0
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.limits = Limits(
@@ -83,5 +87,9 @@ class IngestService:
             self.writer.forget(job_id)
         else:
             self.writer.handed_over(job_id, prepared.spans)
-            committed.result()
+            try:
+                committed.result(timeout=self.ANSWER_TIMEOUT)
+            except TimeoutError as exc:  # never an endless wait, whatever happened to the job
+                self.writer.forget(job_id)
+                raise StoreUnavailable("the writer did not confirm this request in time") from exc
         return ExportOutcome(accepted=prepared.spans, rejected=prepared.rejected, error_message=prepared.error_message)
