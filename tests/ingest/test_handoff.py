@@ -33,7 +33,7 @@ def test_jobs_arrive_whole_and_in_order(tmp_path: Path) -> None:
     sender = JobSender(address)
     big = "é" * 700_000  # frames larger than the socket buffers, non-ASCII text
     jobs = [(7, records(3, "small")), (8, records(2, big)), (9, records(1, ""))]
-    thread = threading.Thread(target=lambda: [sender.send(j, len(r), pack_records(r)) for j, r in jobs])
+    thread = threading.Thread(target=lambda: [sender.send(j, pack_records(r)) for j, r in jobs])
     thread.start()
     client = accept_one(listener)
     assert client is not None
@@ -81,7 +81,7 @@ def test_a_sender_waits_for_a_writer_that_is_starting(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=serve)
     thread.start()
-    sender.send(1, 1, pack_records(records(1, "late")))
+    sender.send(1, pack_records(records(1, "late")))
     thread.join()
     assert received and received[0] is not None
     started[0].close()
@@ -90,4 +90,4 @@ def test_a_sender_waits_for_a_writer_that_is_starting(tmp_path: Path) -> None:
 def test_a_sender_gives_up_when_no_writer_comes(tmp_path: Path) -> None:
     sender = JobSender(WriterAddress.new(str(tmp_path)), connect_timeout=0.3)
     with pytest.raises(WriterUnreachable, match="not reachable"):
-        sender.send(1, 1, pack_records(records(1, "x")))
+        sender.send(1, pack_records(records(1, "x")))

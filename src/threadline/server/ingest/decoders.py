@@ -96,12 +96,13 @@ class _Decoder:
         frames.tune(ours)
         frames.tune(theirs)
         self.sock = ours
+        self.reader = frames.FrameReader(ours)
         self.process: BaseProcess = context.Process(target=_serve, args=(theirs, setup), name="threadline-decode",
                                                     daemon=True)
         self.process.start()
         theirs.close()
         ours.settimeout(self.START_TIMEOUT)  # a process that never gets ready counts as broken
-        greeting = frames.receive_frame(ours)
+        greeting = self.reader.read()
         ours.settimeout(None)
         self.broken = greeting is None or bytes(greeting) != b"ready"
 
@@ -148,7 +149,7 @@ class DecodePool:
             except OSError:
                 answer = None
             else:
-                answer = frames.receive_frame(decoder.sock)
+                answer = decoder.reader.read()
             if answer is None:
                 decoder.broken = True
                 log.warning("a decode process stopped while decoding a request; it will be replaced")

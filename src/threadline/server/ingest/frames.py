@@ -21,17 +21,21 @@ def tune(sock: socket.socket) -> socket.socket:
     return sock
 
 
+def _receive_into(sock: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``sock``; ``False`` if it closes first."""
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            return False
+        got += n
+    return True
+
+
 def read_exactly(sock: socket.socket, size: int) -> bytearray | None:
     """``size`` bytes from ``sock``, or ``None`` if it closes first."""
     buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            return None
-        got += n
-    return buffer
+    return buffer if _receive_into(sock, memoryview(buffer)) else None
 
 
 class FrameReader:
@@ -57,13 +61,7 @@ class FrameReader:
         if len(self._buffer) < size:
             self._buffer = bytearray(max(size, 2 * len(self._buffer)))
         view = memoryview(self._buffer)[:size]
-        got = 0
-        while got < size:
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                return None
-            got += n
-        return view
+        return view if _receive_into(self.sock, view) else None
 
 
 def send_frames(sock: socket.socket, *frames: bytes | bytearray | memoryview) -> None:
@@ -72,14 +70,3 @@ def send_frames(sock: socket.socket, *frames: bytes | bytearray | memoryview) ->
         sock.sendall(_LENGTH.pack(len(frame)))
         sock.sendall(frame)
 
-
-def receive_frame(sock: socket.socket) -> bytearray | None:
-    """The next frame, or ``None`` when the peer has closed the connection (``OSError`` too)."""
-    try:
-        header = read_exactly(sock, _LENGTH.size)
-        if header is None:
-            return None
-        (size,) = _LENGTH.unpack(header)
-        return read_exactly(sock, size)
-    except OSError:
-        return None

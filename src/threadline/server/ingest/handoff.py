@@ -1,8 +1,8 @@
 """The channel that carries decoded requests from the decode processes to the writer process.
 
 A Unix socket in a directory only the server's user can enter; a client proves itself with a
-random key first. Each *job* — the packed records of one request — is two :mod:`.frames`: a
-header (job id, span count) and the payload, read straight into one buffer. The records cross
+random key first. Each *job* — the packed records of one request — is two :mod:`.frames`: the
+job id and the payload, read straight into one buffer. The records cross
 from the decode process to the writer without passing through the server process, which only
 hears back the job's outcome.
 """
@@ -14,13 +14,14 @@ import hmac
 import os
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
 from threadline.server.ingest import frames
 from threadline.server.store.records import SpanRecord, unpack_records
 
-_HEADER = struct.Struct("<qq")  # job id, spans
+_JOB_ID = struct.Struct("<q")
 _KEY_BYTES = 32
 
 
@@ -55,12 +56,14 @@ class Job:
 
 
 class JobSender:
-    """A decode process's connection to the writer; reconnects when the writer has restarted."""
+    """A connection to the writer; reconnects when the writer has restarted. Thread-safe: one
+    job at a time goes over the connection."""
 
     def __init__(self, address: WriterAddress, connect_timeout: float = 30.0) -> None:
         self.address = address
         self.connect_timeout = connect_timeout
         self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
 
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + self.connect_timeout
@@ -78,22 +81,27 @@ class JobSender:
                 time.sleep(delay)  # it is starting or restarting
                 delay = min(delay * 2, 0.5)
 
-    def send(self, job_id: int, spans: int, payload: bytes) -> None:
+    def send(self, job_id: int, payload: bytes) -> None:
         """Hand one job to the writer (blocks while the writer's buffer is full)."""
-        header = _HEADER.pack(job_id, spans)
-        for attempt in (1, 2):
-            if self._sock is None:
-                self._sock = self._connect()
-            try:
-                frames.send_frames(self._sock, header, payload)
-                return
-            except OSError as exc:  # the writer restarted since the last job: connect again, once
-                self.close()
-                if attempt == 2:
-                    raise WriterUnreachable(f"the writer process closed the connection: {exc}") from exc
+        header = _JOB_ID.pack(job_id)
+        with self._lock:
+            for attempt in (1, 2):
+                if self._sock is None:
+                    self._sock = self._connect()
+                try:
+                    frames.send_frames(self._sock, header, payload)
+                    return
+                except OSError as exc:  # the writer restarted since the last job: connect again, once
+                    self._disconnect()
+                    if attempt == 2:
+                        raise WriterUnreachable(f"the writer process closed the connection: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection."""
+        with self._lock:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
@@ -136,8 +144,8 @@ class JobListener:
 def read_job(reader: frames.FrameReader) -> Job | None:
     """The next job on a client connection, unpacked; ``None`` when the client has gone."""
     header = reader.read()
-    if header is None or len(header) != _HEADER.size:
+    if header is None or len(header) != _JOB_ID.size:
         return None
-    job_id, _spans = _HEADER.unpack(header)
+    (job_id,) = _JOB_ID.unpack(header)
     payload = reader.read()
     return None if payload is None else Job(job_id, unpack_records(payload))

@@ -7,7 +7,6 @@ straight to the writer process (:mod:`.handoff`); the caller gets a :class:`Prep
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,7 +47,7 @@ def prepare_and_hand_over(
     """:func:`prepare` one request and hand its records to the writer as job ``job_id``."""
     records, rejected, message = prepare(body, media, content_encoding, project_header, limits, max_text_chars)
     if records:
-        sender.send(job_id, len(records), pack_records(records))
+        sender.send(job_id, pack_records(records))
     return Prepared(len(records), rejected, message)
 
 
@@ -72,8 +71,7 @@ class InlinePreparer:
     def __init__(self, address: WriterAddress, limits: Limits, max_text_chars: int) -> None:
         self.limits = limits
         self.max_text_chars = max_text_chars
-        self._sender = JobSender(address)
-        self._lock = threading.Lock()  # one job at a time on the one connection
+        self._sender = JobSender(address)  # shared by the request threads (it is thread-safe)
 
     def start(self) -> None:
         """Nothing to start."""
@@ -81,13 +79,8 @@ class InlinePreparer:
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id``."""
-        records, rejected, message = prepare(body, media, content_encoding, project_header, self.limits,
-                                             self.max_text_chars)
-        if records:
-            packed = pack_records(records)
-            with self._lock:
-                self._sender.send(job_id, len(records), packed)
-        return Prepared(len(records), rejected, message)
+        return prepare_and_hand_over(self._sender, job_id, body, media, content_encoding, project_header,
+                                     self.limits, self.max_text_chars)
 
     def close(self) -> None:
         """Close the connection to the writer."""

@@ -63,25 +63,27 @@ class BatchWriter:
     def project_ids(self, tx: Connection, names: Iterable[str], now_ns: int) -> dict[str, int]:
         """Ids of the named projects, creating missing ones.
 
-        Looked up on every batch (one indexed query), never cached: another process may have
+        Looked up on every batch (one indexed lookup per project), never cached: another process may have
         erased a project since the last batch.
         """
-        wanted = sorted(set(names))
-        p = t.projects
-        if len(wanted) == 1:  # the common case, as one compiled statement
-            row = tx.exec_driver_sql(self._project_id_sql, {"name": wanted[0]}).first()
-            found = {wanted[0]: row[0]} if row else {}
-        else:
-            found = {name: pid for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(wanted)))}
+        wanted = sorted(set(names))  # a batch names one project, or a few: one compiled lookup each
+        found = self._project_rows(tx, wanted)
         missing = [n for n in wanted if n not in found]
         if missing:
             tx.execute(
-                self._insert(p).on_conflict_do_nothing(index_elements=["name"]),
+                self._insert(t.projects).on_conflict_do_nothing(index_elements=["name"]),
                 [{"name": n, "spans": 0, "traces": 0, "sessions": 0, "users": 0, "created_ns": now_ns,
                   "settings": "{}"} for n in missing],
             )
-            for name, pid in tx.execute(select(p.c.name, p.c.id).where(p.c.name.in_(missing))):
-                found[name] = pid
+            found.update(self._project_rows(tx, missing))
+        return found
+
+    def _project_rows(self, tx: Connection, names: list[str]) -> dict[str, int]:
+        found = {}
+        for name in names:
+            row = tx.exec_driver_sql(self._project_id_sql, {"name": name}).first()
+            if row is not None:
+                found[name] = row[0]
         return found
 
     # --- the batch --------------------------------------------------------------------------------
