@@ -23,7 +23,7 @@ def turn(project: str, session: str, trace: str) -> SpanRecord:
         project=project, trace_id=trace.ljust(32, "0"), span_id="a" * 16, parent_span_id=None, name="turn",
         kind="AGENT", start_ns=5 * S, end_ns=6 * S, status="OK", status_message=None, session_id=session,
         user_id="u", input="hi", output="hello", model=None, is_llm=False, prompt_tokens=0, completion_tokens=0,
-        total_tokens=0, cost=0.0, error=None, attributes_json="{}", events_json="[]")
+        total_tokens=0, cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None)
 
 
 def closed(store: Store) -> dict[tuple[str, str], int | None]:

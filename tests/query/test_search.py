@@ -32,7 +32,7 @@ def fill(store: Store) -> dict[str, set[str]]:
                 name="turn", kind="CHAIN", start_ns=1000 * (s * 3 + turn), end_ns=1000 * (s * 3 + turn) + 500,
                 status="OK", status_message=None, session_id=f"s{s:02d}", user_id=None, input=text_in,
                 output=text_out, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
-                cost=0.0, error=None, attributes_json="{}", events_json="[]",
+                cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None,
             ))
     with store.write() as tx:
         BatchWriter(store.dialect).write(tx, records, now_ns=1)

@@ -45,6 +45,15 @@ class AnnotationSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestedTool:
+    """A tool call an LLM asked for in its reply (``tool_calls`` of its output message)."""
+
+    id: str | None
+    name: str
+    arguments: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LlmCall:
     """One LLM span inside a turn."""
 
@@ -54,22 +63,60 @@ class LlmCall:
     latency_ms: float
     cost_usd: float = 0.0
     status: str = "ok"
+    trace_id: str = ""
+    tool_calls: list[RequestedTool] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """One TOOL span inside a turn."""
+    """One tool call inside a turn: a TOOL span, or a call an LLM requested whose result came
+    back in the next LLM call's messages (then ``span_id`` is the requesting LLM span)."""
 
     span_id: str
     name: str
     arguments: str | None
     result: str | None
     status: str = "ok"
+    trace_id: str = ""
+
+
+StepKind = Literal["llm", "tool"]
+#: The kinds of step a turn lists, in the order a reader meets them.
+STEP_KINDS: tuple[StepKind, ...] = ("llm", "tool")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One thing the app did inside a turn, in time order: an LLM call or a tool call.
+
+    LLM steps carry ``model``, ``tokens``, ``cost_usd``, ``output`` (the reply's words) and the
+    ``tool_calls`` the model requested; tool steps carry ``arguments`` and ``result``.
+    """
+
+    kind: StepKind
+    span_id: str
+    trace_id: str
+    start_time: datetime
+    name: str
+    latency_ms: float | None
+    status: str = "ok"
+    model: str | None = None
+    tokens: Tokens | None = None
+    cost_usd: float | None = None
+    output: str | None = None
+    tool_calls: list[RequestedTool] = field(default_factory=list)
+    arguments: str | None = None
+    result: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One trace of a session: a user message and the assistant's answer."""
+    """One user message and everything the app did to answer it (one or more traces).
+
+    ``trace_id`` is the turn's first trace, ``trace_ids`` all of them in start order; ``steps``
+    are its LLM and tool calls in the order they ran (``llm_calls`` / ``tool_calls`` are the same
+    calls grouped by kind).
+    """
 
     trace_id: str
     index: int
@@ -86,6 +133,8 @@ class Turn:
     llm_calls: list[LlmCall]
     tool_calls: list[ToolCall]
     annotations: dict[str, AnnotationSummary]
+    trace_ids: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +230,25 @@ class TraceDetail:
     trace_id: str
     session_id: str | None
     spans: list[Span]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace in the project's trace list (a turn's trace or one without a session)."""
+
+    trace_id: str
+    session_id: str | None
+    user_id: str | None
+    name: str | None
+    start_time: datetime
+    end_time: datetime
+    latency_ms: float
+    status: Literal["ok", "error"]
+    spans: int
+    tokens: Tokens
+    cost_usd: float
+    input: str | None
+    output: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from typing import Any, overload
 import orjson
 
 from threadline import conventions as cv
+from threadline.server.chat import input_text, output_text, turn_key
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
 from threadline.server.store.records import SpanRecord
@@ -25,12 +26,6 @@ MAX_ID_CHARS = 1024
 MAX_ID_BYTES = 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_PARSE_LIMIT = 1024 * 1024
-_ROLE_ALIASES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant"}
-_MESSAGE_KEYS = {
-    prefix: [(f"{prefix}.{i}.{cv.MESSAGE_ROLE}", f"{prefix}.{i}.{cv.MESSAGE_CONTENT}", f"{prefix}.{i}.")
-             for i in range(256)]
-    for prefix in (cv.LLM_INPUT_MESSAGES, cv.LLM_OUTPUT_MESSAGES)
-}
 
 
 def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanRecord:
@@ -55,6 +50,7 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         _clean_text(user_id(attrs, metadata)),  # user_id
         is_llm,
         _clean_text(error),  # error
+        turn_key(attrs),
         span.trace_id,
         span.span_id,
         span.parent_span_id,
@@ -73,6 +69,7 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         cost,
         orjson.dumps(attrs, default=str).decode(),  # attributes_json
         orjson.dumps(span.events, default=str).decode() if span.events else "[]",  # events_json
+        None,  # detail_json
     )
 
 
@@ -241,184 +238,3 @@ def _bound(text: str | None, limit: int) -> str | None:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-# --- message lists ------------------------------------------------------------------------------
-
-def flattened_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[str, str | None]]:
-    """``prefix.N.message.role/content`` attributes as an ordered list of (role, content).
-
-    OpenInference numbers messages 0, 1, 2, …; they are looked up by index, a few dict lookups
-    per message, never by parsing every key. Indices are never used to allocate: a hostile key
-    such as ``llm.input_messages.4294967295.message.content`` is stored with the span's
-    attributes but does not become turn text.
-    """
-    return [(_role(role), _content_text(content)) for role, content in _raw_messages(attrs, prefix)]
-
-
-def _message_keys(prefix: str, index: int) -> tuple[str, str, str]:
-    """(role key, content key, key prefix) of message ``index``; built once for the first ones."""
-    known = _MESSAGE_KEYS.get(prefix)
-    if known is not None and index < len(known):
-        return known[index]
-    base = f"{prefix}.{index}."
-    return base + cv.MESSAGE_ROLE, base + cv.MESSAGE_CONTENT, base
-
-
-def _raw_messages(attrs: dict[str, Any], prefix: str) -> list[tuple[Any, Any]]:
-    """The (role, content) attribute values of each message, unconverted (converting every one of
-    a long chat history costs more than the few a caller looks at)."""
-    out: list[tuple[Any, Any]] = []
-    get = attrs.get
-    index = 0
-    while True:
-        role_key, content_key, base = _message_keys(prefix, index)
-        role = get(role_key)
-        content = get(content_key)
-        if content is None:
-            content = _content_parts(attrs, base)
-            if role is None and content is None:
-                return out
-        out.append((role, content))
-        index += 1
-
-
-def _last_text(raw: list[tuple[Any, Any]], roles: tuple[str, ...]) -> str | None:
-    """The text of the last message with one of ``roles`` and some text."""
-    for role, content in reversed(raw):
-        if _role(role) in roles:
-            text = _content_text(content)
-            if text:
-                return text
-    return None
-
-
-def _content_parts(attrs: dict[str, Any], base: str) -> str | None:
-    """Text parts of a multimodal message (``message.contents.K.message_content.text``)."""
-    parts = []
-    part = 0
-    while (text := attrs.get(f"{base}{cv.MESSAGE_CONTENTS}.{part}.message_content.text")) is not None:
-        parts.append(str(text))
-        part += 1
-    return "\n".join(parts) or None
-
-
-def _role(value: Any) -> str:
-    role = str(value or "").lower()
-    return _ROLE_ALIASES.get(role, role)
-
-
-def _content_text(content: Any) -> str | None:
-    if content is None:
-        return None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [_content_text(p.get("text") if isinstance(p, dict) else p) for p in content]
-        joined = "\n".join(p for p in parts if p)
-        return joined or None
-    if isinstance(content, dict):
-        return _content_text(content.get("text") or content.get("content"))
-    return str(content)
-
-
-def _message_of(obj: Any) -> tuple[str, str | None] | None:
-    """(role, text) of a chat message in OpenAI, LangChain (serialized) or plain form."""
-    if not isinstance(obj, dict):
-        return None
-    kwargs = obj.get("kwargs") if isinstance(obj.get("kwargs"), dict) else None
-    if kwargs is not None:
-        role = kwargs.get("type") or (obj.get("id") or [""])[-1].replace("Message", "").lower()
-        return _role(role), _content_text(kwargs.get("content"))
-    if "role" in obj or ("type" in obj and "content" in obj):
-        return _role(obj.get("role") or obj.get("type")), _content_text(obj.get("content"))
-    return None
-
-
-def _messages_in(value: Any) -> list[tuple[str, str | None]] | None:
-    candidates = value.get("messages") if isinstance(value, dict) else value
-    if not isinstance(candidates, list):
-        return None
-    if candidates and all(isinstance(c, list) for c in candidates):  # LangChain: [[msg, …]]
-        candidates = [m for group in candidates for m in group]
-    messages = [m for m in (_message_of(c) for c in candidates) if m is not None]
-    return messages or None
-
-
-def _parse_json(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    stripped = value.lstrip()
-    if not stripped or stripped[0] not in "[{" or len(value) > _JSON_PARSE_LIMIT:
-        return value
-    try:
-        return json.loads(value)
-    except (json.JSONDecodeError, RecursionError):
-        return value
-
-
-def _last(messages: list[tuple[str, str | None]], roles: tuple[str, ...]) -> str | None:
-    for role, text in reversed(messages):
-        if role in roles and text:
-            return text
-    return None
-
-
-_INPUT_KEYS = ("input", "question", "query", "message", "prompt", "text", "user_input", "content")
-_OUTPUT_KEYS = ("output", "answer", "response", "content", "text", "result", "completion")
-
-
-def input_text(attrs: dict[str, Any]) -> str | None:
-    """The text a person would call this span's input (the last user message for chat)."""
-    messages = _raw_messages(attrs, cv.LLM_INPUT_MESSAGES)
-    if messages:
-        text = _last_text(messages, ("user",)) or _last_text(messages, ("user", "system", "tool", "assistant", ""))
-        if text:
-            return text
-    return _value_text(attrs.get(cv.INPUT_VALUE), _INPUT_KEYS, ("user",))
-
-
-def output_text(attrs: dict[str, Any]) -> str | None:
-    """The text a person would call this span's output (the assistant reply for chat)."""
-    messages = _raw_messages(attrs, cv.LLM_OUTPUT_MESSAGES)
-    if messages:
-        text = _last_text(messages, ("assistant", "")) or _last_text(
-            messages, ("assistant", "user", "tool", "system", ""))
-        if text:
-            return text
-    return _value_text(attrs.get(cv.OUTPUT_VALUE), _OUTPUT_KEYS, ("assistant",))
-
-
-def _value_text(raw: Any, keys: tuple[str, ...], roles: tuple[str, ...]) -> str | None:
-    if raw is None:
-        return None
-    value = _parse_json(raw)
-    if isinstance(value, str):
-        return value
-    messages = _messages_in(value)
-    if messages:
-        text = _last(messages, roles) or _last(messages, tuple({r for r, _ in messages}))
-        if text:
-            return text
-    if isinstance(value, dict):
-        choices = value.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            choice = choices[0]
-            message = choice.get("message")
-            text = _content_text(message.get("content")) if isinstance(message, dict) else _content_text(
-                choice.get("text"))
-            if text:
-                return text
-        generations = value.get("generations")
-        if isinstance(generations, list) and generations:
-            first = generations[0][0] if isinstance(generations[0], list) and generations[0] else generations[0]
-            if isinstance(first, dict):
-                text = _content_text(first.get("text")) or (
-                    (_message_of(first.get("message")) or ("", None))[1])
-                if text:
-                    return text
-        for key in keys:
-            if isinstance(value.get(key), str) and value[key].strip():
-                return str(value[key])
-        message = _message_of(value)
-        if message and message[1]:
-            return message[1]
-    return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)

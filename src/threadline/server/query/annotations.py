@@ -297,15 +297,15 @@ class TurnScores:
     annotations: dict[str, AnnotationSummary]
 
 
-def _session_traces(conn: Connection, project: str, session_id: str) -> tuple[int, list[Any]] | None:
+def _session_turns(conn: Connection, project: str, session_id: str) -> tuple[int, list[Any]] | None:
     pid = project_id(conn, project)
     if pid is None:
         return None
-    tr = t.traces
+    tu = t.turns
     rows = conn.execute(
-        select(tr.c.trace_id, tr.c.start_ns, tr.c.errors, tr.c.error)
-        .where(tr.c.project_id == pid, tr.c.session_id == session_id)
-        .order_by(tr.c.start_ns, tr.c.trace_id)
+        select(tu.c.first_trace_id.label("trace_id"), tu.c.start_ns, tu.c.errors, tu.c.error)
+        .where(tu.c.project_id == pid, tu.c.session_id == session_id)
+        .order_by(tu.c.start_ns, tu.c.turn_key)
     ).all()
     return pid, list(rows)
 
@@ -330,7 +330,7 @@ def _bad_reasons(conn: Connection, pid: int, trace_ids: list[str]) -> dict[str, 
 
 def first_broken_turn(conn: Connection, project: str, session_id: str) -> BrokenTurn | None:
     """The first turn (in time order) that failed or carries a failure label (:data:`BAD_LABELS`)."""
-    found = _session_traces(conn, project, session_id)
+    found = _session_turns(conn, project, session_id)
     if found is None:
         return None
     pid, rows = found
@@ -344,7 +344,7 @@ def first_broken_turn(conn: Connection, project: str, session_id: str) -> Broken
 
 def turn_scores(conn: Connection, project: str, session_id: str) -> list[TurnScores]:
     """Every turn of a session in order with its annotation summaries and whether it is broken."""
-    found = _session_traces(conn, project, session_id)
+    found = _session_turns(conn, project, session_id)
     if found is None:
         return []
     pid, rows = found

@@ -195,34 +195,51 @@ def compute_metrics(
 
 
 def _turn_query(pid: int, filters: MetricsFilter) -> Any:
-    tr = t.traces
-    query = select(tr.c.trace_id, tr.c.session_id, tr.c.user_id, tr.c.start_ns, tr.c.end_ns, tr.c.errors,
-                   tr.c.prompt_tokens, tr.c.completion_tokens, tr.c.total_tokens, tr.c.cost, tr.c.llm_calls,
-                   tr.c.spans).where(tr.c.project_id == pid)
+    """The selected turns; ``trace_id`` is each turn's first trace (the target of its annotations)."""
+    tu = t.turns
+    query = select(tu.c.first_trace_id.label("trace_id"), tu.c.turn_key, tu.c.session_id, tu.c.user_id,
+                   tu.c.start_ns, tu.c.end_ns, tu.c.errors, tu.c.prompt_tokens, tu.c.completion_tokens,
+                   tu.c.total_tokens, tu.c.cost, tu.c.llm_calls, tu.c.spans).where(tu.c.project_id == pid)
     if filters.start is not None:
-        query = query.where(tr.c.start_ns >= to_ns(filters.start))
+        query = query.where(tu.c.start_ns >= to_ns(filters.start))
     if filters.end is not None:
-        query = query.where(tr.c.start_ns <= to_ns(filters.end))
+        query = query.where(tu.c.start_ns <= to_ns(filters.end))
     if filters.user_id is not None:
-        query = query.where(tr.c.user_id == filters.user_id)
+        query = query.where(tu.c.user_id == filters.user_id)
     if filters.session_id is not None:
-        query = query.where(tr.c.session_id == filters.session_id)
+        query = query.where(tu.c.session_id == filters.session_id)
     return query
+
+
+def _traces_of_turns(conn: Connection, pid: int, turns: Sequence[Any]) -> dict[str, str]:
+    """``{trace_id: first trace id of its turn}`` for every trace of these turns."""
+    first = {(r.session_id, r.turn_key): r.trace_id for r in turns}
+    tr = t.traces
+    out: dict[str, str] = {}
+    for chunk in _chunks(sorted({r.session_id for r in turns})):
+        for trace_id, sid, key in conn.execute(select(tr.c.trace_id, tr.c.session_id, tr.c.turn_key).where(
+                tr.c.project_id == pid, tr.c.session_id.in_(chunk))):
+            if (sid, key) in first:
+                out[trace_id] = first[(sid, key)]
+    return out
 
 
 def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -> dict[str, _Group]:
     turns = conn.execute(_turn_query(pid, filters)).all()
-    ids = [r.trace_id for r in turns]
     sp = t.spans
     calls: dict[str, list[Any]] = defaultdict(list)
-    if group_by == "model" or filters.model is not None:
+    tags: dict[str, set[str]] = defaultdict(set)
+    need_calls = group_by == "model" or filters.model is not None
+    need_tags = group_by == "tag" or filters.tag is not None
+    turn_of = _traces_of_turns(conn, pid, turns) if need_calls or need_tags else {}
+    ids = sorted(turn_of)
+    if need_calls:
         for chunk in _chunks(ids):
             for call in conn.execute(select(sp.c.trace_id, sp.c.model, sp.c.start_ns, sp.c.end_ns, sp.c.status,
                                          sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost)
                                   .where(sp.c.project_id == pid, sp.c.kind == "LLM", sp.c.trace_id.in_(chunk))):
-                calls[call.trace_id].append(call)
-    tags: dict[str, set[str]] = defaultdict(set)
-    if group_by == "tag" or filters.tag is not None:
+                calls[turn_of[call.trace_id]].append(call)
+    if need_tags:
         for chunk in _chunks(ids):
             for tagged in conn.execute(select(sp.c.trace_id, sp.c.attributes).where(
                     sp.c.project_id == pid, sp.c.trace_id.in_(chunk), sp.c.attributes.like(f'%"{cv.TAG_TAGS}"%'))):
@@ -230,7 +247,7 @@ def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -
                     attributes = json.loads(tagged.attributes)
                 except ValueError:
                     continue
-                tags[tagged.trace_id].update(_tags(attributes.get(cv.TAG_TAGS)))
+                tags[turn_of[tagged.trace_id]].update(_tags(attributes.get(cv.TAG_TAGS)))
     groups: dict[str, _Group] = defaultdict(_Group)
     for r in turns:
         if filters.model is not None and not any(c.model == filters.model for c in calls.get(r.trace_id, [])):

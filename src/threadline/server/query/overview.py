@@ -93,9 +93,9 @@ def _matching_sessions(conn: Connection, pid: int, filters: SessionFilter) -> An
 
 def _turn_latencies(conn: Connection, pid: int, filters: SessionFilter) -> list[float]:
     """Latency (ms) of every turn of the matching sessions."""
-    tr = t.traces
-    scope = tr.c.session_id.in_(_matching_sessions(conn, pid, filters))
-    rows = conn.execute(select(tr.c.end_ns - tr.c.start_ns).where(tr.c.project_id == pid, scope)).scalars()
+    tu = t.turns
+    scope = tu.c.session_id.in_(_matching_sessions(conn, pid, filters))
+    rows = conn.execute(select(tu.c.end_ns - tu.c.start_ns).where(tu.c.project_id == pid, scope)).scalars()
     return [ms(int(value)) for value in rows]
 
 
@@ -142,7 +142,7 @@ def timeseries(
     pid = project_id(conn, project)
     if pid is None:
         return None
-    s, tr = t.sessions, t.traces
+    s, tr = t.sessions, t.turns
     conditions = session_conditions(conn, pid, filters)
     low, high = conn.execute(select(func.min(s.c.start_ns), func.max(s.c.end_ns)).where(and_(*conditions))).one()
     if low is None:
@@ -186,15 +186,15 @@ def turn_marks(conn: Connection, project: str, session_id: str, limit: int = 200
     pid = project_id(conn, project)
     if pid is None:
         return []
-    tr = t.traces
+    tu = t.turns
     rows = conn.execute(
-        select(tr.c.trace_id, tr.c.start_ns, tr.c.end_ns, tr.c.errors)
-        .where(tr.c.project_id == pid, tr.c.session_id == session_id)
-        .order_by(tr.c.start_ns, tr.c.trace_id).limit(limit)
+        select(tu.c.first_trace_id, tu.c.turn_key, tu.c.start_ns, tu.c.end_ns, tu.c.errors)
+        .where(tu.c.project_id == pid, tu.c.session_id == session_id)
+        .order_by(tu.c.start_ns, tu.c.turn_key).limit(limit)
     ).all()
     return [
-        TurnMark(trace_id=r.trace_id, index=i, start=to_datetime(r.start_ns), latency_ms=ms(r.end_ns - r.start_ns),
-                 error=bool(r.errors))
+        TurnMark(trace_id=r.first_trace_id or r.turn_key, index=i, start=to_datetime(r.start_ns),
+                 latency_ms=ms(r.end_ns - r.start_ns), error=bool(r.errors))
         for i, r in enumerate(rows)
     ]
 
@@ -204,11 +204,11 @@ def turns_from(conn: Connection, project: str, session_id: str, first_index: int
     pid = project_id(conn, project)
     if pid is None:
         return []
-    tr = t.traces
+    tu = t.turns
     first_index = max(0, first_index)
     rows = conn.execute(
-        select(tr).where(tr.c.project_id == pid, tr.c.session_id == session_id)
-        .order_by(tr.c.start_ns, tr.c.trace_id).offset(first_index).limit(limit)
+        select(tu).where(tu.c.project_id == pid, tu.c.session_id == session_id)
+        .order_by(tu.c.start_ns, tu.c.turn_key).offset(first_index).limit(limit)
     ).all()
     return load_turns(conn, pid, rows, first_index)
 

@@ -122,7 +122,7 @@ def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]
     ids = [r.session_id for r in rows]
     if not ids:
         return []
-    su, tr = t.session_users, t.traces
+    su, tu = t.session_users, t.turns
     users: dict[str, list[str]] = defaultdict(list)
     for sid, uid in conn.execute(
         select(su.c.session_id, su.c.user_id).where(su.c.project_id == pid, su.c.session_id.in_(ids)).order_by(
@@ -131,7 +131,7 @@ def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]
         users[sid].append(uid)
     latencies: dict[str, list[float]] = defaultdict(list)
     for sid, start, end in conn.execute(
-        select(tr.c.session_id, tr.c.start_ns, tr.c.end_ns).where(tr.c.project_id == pid, tr.c.session_id.in_(ids))
+        select(tu.c.session_id, tu.c.start_ns, tu.c.end_ns).where(tu.c.project_id == pid, tu.c.session_id.in_(ids))
     ):
         latencies[sid].append(ms(end - start))
     notes = summarize(conn, pid, "session", ids)
@@ -155,26 +155,26 @@ def get_session(
     pid = project_id(conn, project)
     if pid is None:
         return None
-    s, tr = t.sessions, t.traces
+    s, tu = t.sessions, t.turns
     row = conn.execute(select(s).where(s.c.project_id == pid, s.c.session_id == session_id)).first()
     if row is None:
         return None
-    conditions: list[Any] = [tr.c.project_id == pid, tr.c.session_id == session_id]
+    conditions: list[Any] = [tu.c.project_id == pid, tu.c.session_id == session_id]
     first_index = 0
     if turn_cursor:
-        start_ns, trace_id, first_index = cursors.decode(turn_cursor, (int, str, int))
-        conditions.append(or_(tr.c.start_ns > start_ns, and_(tr.c.start_ns == start_ns, tr.c.trace_id > trace_id)))
-    query = select(tr).where(*conditions).order_by(tr.c.start_ns, tr.c.trace_id)
+        start_ns, turn_key, first_index = cursors.decode(turn_cursor, (int, str, int))
+        conditions.append(or_(tu.c.start_ns > start_ns, and_(tu.c.start_ns == start_ns, tu.c.turn_key > turn_key)))
+    query = select(tu).where(*conditions).order_by(tu.c.start_ns, tu.c.turn_key)
     if turn_limit is not None:
         query = query.limit(check_limit(turn_limit) + 1)
-    trace_rows = conn.execute(query).all()
+    turn_rows = conn.execute(query).all()
     next_cursor = None
-    if turn_limit is not None and len(trace_rows) > turn_limit:
-        trace_rows = trace_rows[:turn_limit]
-        last = trace_rows[-1]
-        next_cursor = cursors.encode(last.start_ns, last.trace_id, first_index + len(trace_rows))
+    if turn_limit is not None and len(turn_rows) > turn_limit:
+        turn_rows = turn_rows[:turn_limit]
+        last = turn_rows[-1]
+        next_cursor = cursors.encode(last.start_ns, last.turn_key, first_index + len(turn_rows))
     summary = summaries(conn, pid, project, [row])[0]
-    return SessionDetail(summary=summary, turns=load_turns(conn, pid, trace_rows, first_index),
+    return SessionDetail(summary=summary, turns=load_turns(conn, pid, turn_rows, first_index),
                          next_turn_cursor=next_cursor)
 
 

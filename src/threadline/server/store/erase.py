@@ -1,7 +1,7 @@
 """Erase data (a project, a session or a user's turns) and repair the rollups it touched.
 
-Ingest maintains rollups incrementally; erasing is rare, so it recomputes the affected session,
-user and project rows from the remaining ``traces`` rows instead.
+Ingest maintains rollups incrementally; erasing is rare, so it rebuilds the affected turns from
+the remaining ``traces`` rows, and the session, user and project rows from those.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Table, delete, func, select, text, update
 
 from threadline.server.store import schema as t
+from threadline.server.store.turns import rebuild_turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,13 @@ def _delete_traces(tx: Connection, pid: int, rows: list[tuple[int, str, str | No
 
 
 def recompute_sessions(tx: Connection, pid: int, session_ids: set[str]) -> int:
-    """Rebuild the rollups of these sessions from their traces; delete sessions left empty."""
-    tr, s, su = t.traces, t.sessions, t.session_users
+    """Rebuild the turns and rollups of these sessions from their traces; delete sessions left empty."""
+    tr, tu, s, su = t.traces, t.turns, t.sessions, t.session_users
     removed = 0
+    rebuild_turns(tx, pid, session_ids)
     for sid in sorted(session_ids):
-        rows = tx.execute(select(tr).where(tr.c.project_id == pid, tr.c.session_id == sid).order_by(tr.c.start_ns)
-                          ).all()
+        rows = tx.execute(select(tu).where(tu.c.project_id == pid, tu.c.session_id == sid).order_by(
+            tu.c.start_ns, tu.c.turn_key)).all()
         if not rows:
             tx.execute(delete(su).where(su.c.project_id == pid, su.c.session_id == sid))
             tx.execute(delete(t.annotations).where(t.annotations.c.project_id == pid,
@@ -69,21 +71,25 @@ def recompute_sessions(tx: Connection, pid: int, session_ids: set[str]) -> int:
             start_ns=start, end_ns=end, duration_ns=end - start, turns=len(rows), spans=sum(r.spans for r in rows),
             errors=sum(1 for r in rows if r.errors), prompt_tokens=sum(r.prompt_tokens for r in rows),
             completion_tokens=sum(r.completion_tokens for r in rows), total_tokens=sum(r.total_tokens for r in rows),
-            cost=sum(r.cost for r in rows), first_trace_id=rows[0].trace_id, first_input=rows[0].input,
-            last_trace_id=rows[-1].trace_id, last_output=rows[-1].output, last_start_ns=rows[-1].start_ns,
+            cost=sum(r.cost for r in rows), first_turn_key=rows[0].turn_key, first_input=rows[0].input,
+            last_turn_key=rows[-1].turn_key, last_output=rows[-1].output, last_start_ns=rows[-1].start_ns,
         ))
-        users = {r.user_id for r in rows if r.user_id}
+        users = {uid for (uid,) in tx.execute(select(tr.c.user_id).where(
+            tr.c.project_id == pid, tr.c.session_id == sid, tr.c.user_id.is_not(None)).distinct())}
         tx.execute(delete(su).where(su.c.project_id == pid, su.c.session_id == sid, su.c.user_id.not_in(users)))
     return removed
 
 
 def recompute_users(tx: Connection, pid: int, user_ids: set[str]) -> int:
-    """Rebuild these users' rollups from their traces; delete users left with none."""
-    tr, u, su = t.traces, t.users, t.session_users
+    """Rebuild these users' rollups from their turns (call after :func:`recompute_sessions` for the
+    sessions they were in); delete users left with none."""
+    tr, tu, u, su = t.traces, t.turns, t.users, t.session_users
     removed = 0
     for uid in sorted(user_ids):
-        rows = tx.execute(select(tr).where(tr.c.project_id == pid, tr.c.user_id == uid)).all()
-        if not rows:
+        rows = tx.execute(select(tu).where(tu.c.project_id == pid, tu.c.user_id == uid)).all()
+        first_seen, last_seen = tx.execute(select(func.min(tr.c.start_ns), func.max(tr.c.end_ns)).where(
+            tr.c.project_id == pid, tr.c.user_id == uid)).one()
+        if first_seen is None:
             tx.execute(delete(su).where(su.c.project_id == pid, su.c.user_id == uid))
             tx.execute(delete(t.annotations).where(t.annotations.c.project_id == pid,
                                                    t.annotations.c.target_kind == "user",
@@ -93,7 +99,7 @@ def recompute_users(tx: Connection, pid: int, user_ids: set[str]) -> int:
         sessions = tx.execute(select(func.count()).select_from(su).where(su.c.project_id == pid, su.c.user_id == uid)
                               ).scalar() or 0
         tx.execute(update(u).where(u.c.project_id == pid, u.c.user_id == uid).values(
-            first_seen_ns=min(r.start_ns for r in rows), last_seen_ns=max(r.end_ns for r in rows),
+            first_seen_ns=first_seen, last_seen_ns=last_seen,
             sessions=sessions, turns=len(rows), errors=sum(1 for r in rows if r.errors),
             prompt_tokens=sum(r.prompt_tokens for r in rows), completion_tokens=sum(r.completion_tokens for r in rows),
             total_tokens=sum(r.total_tokens for r in rows), cost=sum(r.cost for r in rows),

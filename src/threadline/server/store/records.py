@@ -19,6 +19,9 @@ class SpanRecord(NamedTuple):
     user_id: str | None
     is_llm: bool
     error: str | None
+    #: Which turn of its session this span's input belongs to (:func:`threadline.server.chat.turn_key`):
+    #: set for a message-list input (the key of its last user message), ``None`` for plain text.
+    turn_key: str | None
     # --- stored as the columns of `spans`, in this order ---
     trace_id: str
     span_id: str
@@ -38,6 +41,9 @@ class SpanRecord(NamedTuple):
     cost: float
     attributes_json: str
     events_json: str
+    #: JSON of what a turn's steps need from this span (requested tool calls and tool results of
+    #: an LLM span; name, arguments and result of a TOOL span); ``None`` when there is nothing.
+    detail_json: str | None
 
 
 #: ``record[SPAN_COLUMNS_AT:]`` is the row of ``spans`` after its ``project_id``.

@@ -1,8 +1,9 @@
 """Session, user and project rollups, kept up at ingest as increments.
 
-For each trace a batch changed, :class:`RollupWriter` applies the *difference* between the
-trace's old and new state (:class:`~threadline.server.store.turn_state.TraceState`) to its
-``sessions``, ``users``, ``session_users`` and ``projects`` rows as increments (``x = x + delta``),
+For each turn a batch changed, :class:`RollupWriter` applies the *difference* between the
+turn's old and new state (:class:`~threadline.server.store.turn_state.TurnState`) to its
+``sessions`` and ``users`` rows, and each changed trace to ``session_users`` and ``projects``,
+as increments (``x = x + delta``),
 so concurrent writers on PostgreSQL never lose an update. New rows are created first (on
 PostgreSQL with ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which also says exactly which rows
 are new; on SQLite, whose writers are serialized, by a lookup inside the transaction).
@@ -14,11 +15,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, literal_column, update
+from sqlalchemy import Connection, String, bindparam, case, func, literal_column, update
 
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
-from threadline.server.store.turn_state import TraceState
+from threadline.server.store.turn_state import TraceState, TurnState
+from threadline.server.store.turns import TurnRows
 
 Olds = dict[tuple[int, str], TraceState | None]
 News = dict[tuple[int, str], TraceState]
@@ -38,26 +40,26 @@ class Delta:
     cost: float = 0.0
     start_ns: int = 2**63 - 1
     end_ns: int = 0
-    first: TraceState | None = None
-    last: TraceState | None = None
+    first: TurnState | None = None
+    last: TurnState | None = None
 
-    def add(self, new: TraceState, old: TraceState | None, *, count_spans: bool) -> None:
-        """Add the change from ``old`` (``None``: not counted here yet) to ``new``."""
-        base = old or TraceState(id=0, project_id=0, trace_id="")
-        self.turns += 0 if old else 1
-        if count_spans:
-            self.spans += new.spans - base.spans
-        self.errors += int(new.errors > 0) - int(base.errors > 0)
-        self.prompt_tokens += new.prompt_tokens - base.prompt_tokens
-        self.completion_tokens += new.completion_tokens - base.completion_tokens
-        self.total_tokens += new.total_tokens - base.total_tokens
-        self.cost += new.cost - base.cost
-        self.start_ns = min(self.start_ns, new.start_ns)
-        self.end_ns = max(self.end_ns, new.end_ns)
-        if self.first is None or new.start_ns < self.first.start_ns:
-            self.first = new
-        if self.last is None or new.start_ns > self.last.start_ns:
-            self.last = new
+    def add(self, turn: TurnState, sign: int) -> None:
+        """Count a turn in (``sign`` 1) or out (``sign`` -1) of this row."""
+        self.turns += sign
+        self.spans += sign * turn.spans
+        self.errors += sign * int(turn.errors > 0)
+        self.prompt_tokens += sign * turn.prompt_tokens
+        self.completion_tokens += sign * turn.completion_tokens
+        self.total_tokens += sign * turn.total_tokens
+        self.cost += sign * turn.cost
+        if sign < 0:
+            return
+        self.start_ns = min(self.start_ns, turn.start_ns)
+        self.end_ns = max(self.end_ns, turn.end_ns)
+        if self.first is None or turn.start_ns < self.first.start_ns:
+            self.first = turn
+        if self.last is None or turn.start_ns > self.last.start_ns:
+            self.last = turn
 
 
 class RollupWriter:
@@ -72,33 +74,33 @@ class RollupWriter:
         self._user_update = bulk.driver_sql(self._build_user_update())
         self._project_update = bulk.driver_sql(self._build_project_update())
 
-    def apply(self, tx: Connection, olds: Olds, news: News, inserted: set[tuple[int, str, str]], now_ns: int) -> None:
+    def apply(self, tx: Connection, olds: Olds, news: News, turn_olds: TurnRows, turn_news: TurnRows,
+              inserted: set[tuple[int, str, str]], now_ns: int) -> None:
         """Apply every change of one batch: ``olds`` / ``news`` are the changed traces' rows
-        before and after it (``None``: a new trace), ``inserted`` the keys of its new spans."""
-        new_sessions = self._apply_sessions(tx, olds, news, now_ns)
+        before and after it (``None``: a new trace), ``turn_olds`` / ``turn_news`` the changed
+        turns' rows, ``inserted`` the keys of its new spans."""
+        new_sessions = self._apply_sessions(tx, turn_olds, turn_news, now_ns)
         new_pairs = self._apply_session_users(tx, news)
-        new_users = self._apply_users(tx, olds, news, new_pairs)
+        new_users = self._apply_users(tx, news, turn_olds, turn_news, new_pairs)
         self._apply_projects(tx, inserted, olds, new_sessions, new_users, now_ns)
 
-    def _apply_sessions(
-        self, tx: Connection, olds: Olds, news: News,
-        now_ns: int,
-    ) -> dict[int, int]:
+    def _apply_sessions(self, tx: Connection, turn_olds: TurnRows, turn_news: TurnRows, now_ns: int
+                        ) -> dict[int, int]:
         deltas: dict[tuple[int, str], Delta] = defaultdict(Delta)
-        for key, new in news.items():
-            if new.session_id is None:
-                continue
-            old = olds[key]
-            counted = old if old is not None and old.session_id == new.session_id else None
-            deltas[(new.project_id, new.session_id)].add(new, counted, count_spans=True)
+        for key, new in turn_news.items():
+            old = turn_olds[key]
+            if old is not None:
+                deltas[key[:2]].add(old, -1)
+            if new is not None:
+                deltas[key[:2]].add(new, 1)
         if not deltas:
             return {}
         ordered = sorted(deltas.items())
         created = self._bulk.create_missing(tx, t.sessions, ("project_id", "session_id"), [
             {"project_id": pid, "session_id": sid, "start_ns": d.start_ns, "end_ns": d.end_ns, "duration_ns": 0,
              "turns": 0, "spans": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-             "cost": 0.0, "first_trace_id": d.first.trace_id if d.first else None, "first_input": None,
-             "last_trace_id": d.last.trace_id if d.last else None, "last_output": None,
+             "cost": 0.0, "first_turn_key": d.first.turn_key if d.first else None, "first_input": None,
+             "last_turn_key": d.last.turn_key if d.last else None, "last_output": None,
              "last_start_ns": d.last.start_ns if d.last else d.start_ns, "last_activity_ns": now_ns,
              "closed_ns": None}
             for (pid, sid), d in ordered
@@ -108,19 +110,26 @@ class RollupWriter:
              "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
              "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
              "d_first_start": d.first.start_ns if d.first else d.start_ns,
-             "d_first_id": d.first.trace_id if d.first else None, "d_first_input": d.first.input if d.first else None,
-             "d_last_start": d.last.start_ns if d.last else d.start_ns,
-             "d_last_id": d.last.trace_id if d.last else None, "d_last_output": d.last.output if d.last else None,
+             "d_first_id": d.first.turn_key if d.first else None, "d_first_input": d.first.input if d.first else None,
+             "d_last_start": d.last.start_ns if d.last else 0,
+             "d_last_id": d.last.turn_key if d.last else None, "d_last_output": d.last.output if d.last else None,
              "d_now": now_ns}
             for (pid, sid), d in ordered
         ])
         return _count_by_project(created)
 
     def _build_session_update(self) -> Any:
-        """Apply one session's deltas; first input / last output follow the earliest / latest turn."""
+        """Apply one session's deltas; first input / last output follow the earliest / latest turn.
+
+        A changed turn that starts no later than the first (no earlier than the last) takes its
+        place: ``<=`` / ``>=``, so a turn rebuilt under another key (its trace changed turns)
+        keeps the session's first input and last output right.
+        """
         s = t.sessions
-        is_first = (bindparam("d_first_start") < s.c.start_ns) | (s.c.first_trace_id == bindparam("d_first_id"))
-        is_last = (bindparam("d_last_start") > s.c.last_start_ns) | (s.c.last_trace_id == bindparam("d_last_id"))
+        first: Any = bindparam("d_first_id", type_=String)
+        last: Any = bindparam("d_last_id", type_=String)
+        is_first = first.isnot(None) & ((bindparam("d_first_start") <= s.c.start_ns) | (s.c.first_turn_key == first))
+        is_last = last.isnot(None) & ((bindparam("d_last_start") >= s.c.last_start_ns) | (s.c.last_turn_key == last))
         return update(s).where(s.c.project_id == bindparam("b_pid"), s.c.session_id == bindparam("b_sid")).values(
             turns=s.c.turns + bindparam("d_turns"),
             spans=s.c.spans + bindparam("d_spans"),
@@ -134,9 +143,9 @@ class RollupWriter:
             duration_ns=self._greatest(s.c.end_ns, bindparam("d_end"))
             - self._least(s.c.start_ns, bindparam("d_start")),
             first_input=case((is_first, bindparam("d_first_input")), else_=s.c.first_input),
-            first_trace_id=case((is_first, bindparam("d_first_id")), else_=s.c.first_trace_id),
+            first_turn_key=case((is_first, bindparam("d_first_id")), else_=s.c.first_turn_key),
             last_output=case((is_last, bindparam("d_last_output")), else_=s.c.last_output),
-            last_trace_id=case((is_last, bindparam("d_last_id")), else_=s.c.last_trace_id),
+            last_turn_key=case((is_last, bindparam("d_last_id")), else_=s.c.last_turn_key),
             last_start_ns=case((is_last, bindparam("d_last_start")), else_=s.c.last_start_ns),
             last_activity_ns=bindparam("d_now"),
             closed_ns=case((bindparam("d_turns") > literal_column("0"), None), else_=s.c.closed_ns),
@@ -151,17 +160,20 @@ class RollupWriter:
         return self._bulk.create_missing(tx, t.session_users, ("project_id", "session_id", "user_id"),
                                  [{"project_id": p, "session_id": s, "user_id": u} for p, s, u in pairs])
 
-    def _apply_users(
-        self, tx: Connection, olds: Olds, news: News,
-        new_pairs: list[tuple[Any, ...]],
-    ) -> dict[int, int]:
+    def _apply_users(self, tx: Connection, news: News, turn_olds: TurnRows, turn_news: TurnRows,
+                     new_pairs: list[tuple[Any, ...]]) -> dict[int, int]:
         deltas: dict[tuple[int, str], Delta] = defaultdict(Delta)
-        for key, new in news.items():
-            if new.user_id is None:
-                continue
-            old = olds[key]
-            counted = old if old is not None and old.user_id == new.user_id else None
-            deltas[(new.project_id, new.user_id)].add(new, counted, count_spans=False)
+        for key, new in turn_news.items():
+            old = turn_olds[key]
+            if old is not None and old.user_id is not None:
+                deltas[(key[0], old.user_id)].add(old, -1)
+            if new is not None and new.user_id is not None:
+                deltas[(key[0], new.user_id)].add(new, 1)
+        for trace in news.values():  # a user's traces without a session count as activity, not turns
+            if trace.user_id is not None:
+                delta = deltas[(trace.project_id, trace.user_id)]
+                delta.start_ns = min(delta.start_ns, trace.start_ns)
+                delta.end_ns = max(delta.end_ns, trace.end_ns)
         for pid, _sid, uid in new_pairs:
             deltas[(pid, uid)].sessions += 1
         if not deltas:

@@ -3,7 +3,8 @@
 Times are stored as integer nanoseconds since the Unix epoch (``*_ns``). A project is referred
 to by its integer ``project_id`` everywhere but in ``projects``. Rollup tables (``traces``,
 ``sessions``, ``users``, ``session_users``, the counters in ``projects``) are maintained by
-``store.write`` at ingest so that listing them never scans spans.
+``store.write`` at ingest so that listing them never scans spans. ``turns`` groups a session's
+traces into the user's turns (see :mod:`.turn_state`); sessions and users count turns.
 """
 
 from sqlalchemy import (
@@ -59,6 +60,9 @@ spans = Table(
     Column("cost", Float, nullable=False, default=0.0),
     Column("attributes", Text, nullable=False),  # JSON object, flattened keys
     Column("events", Text, nullable=False),  # JSON array
+    # JSON: what a turn's steps need (requested tool calls and tool results; a tool's name,
+    # arguments and result), derived at ingest so no view re-parses the attributes.
+    Column("detail", Text, nullable=True),
     PrimaryKeyConstraint("project_id", "trace_id", "span_id", name="pk_spans"),
     Index("ix_spans_project_start", "project_id", "start_ns"),
 )
@@ -88,8 +92,11 @@ traces = Table(
     # Where input/output came from: 0 = the root span, else 1 + start_ns of the descendant.
     Column("input_rank", BigInteger, nullable=True),
     Column("output_rank", BigInteger, nullable=True),
+    # The trace's turn in its session: the message key of its input (``m:…``), else its own id.
+    Column("turn_key", String, nullable=True),
     UniqueConstraint("project_id", "trace_id", name="uq_traces_project_trace"),
     Index("ix_traces_session", "project_id", "session_id", "start_ns"),
+    Index("ix_traces_turn", "project_id", "session_id", "turn_key"),
     Index("ix_traces_user", "project_id", "user_id", "start_ns"),
     Index("ix_traces_start", "project_id", "start_ns"),
 )
@@ -109,9 +116,9 @@ sessions = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("total_tokens", BigInteger, nullable=False),
     Column("cost", Float, nullable=False),
-    Column("first_trace_id", String, nullable=True),
+    Column("first_turn_key", String, nullable=True),
     Column("first_input", Text, nullable=True),
-    Column("last_trace_id", String, nullable=True),
+    Column("last_turn_key", String, nullable=True),
     Column("last_start_ns", BigInteger, nullable=False),  # start of the last turn
     Column("last_output", Text, nullable=True),
     # Lifecycle: wall-clock time of the last ingested span, and when the session was closed.
@@ -126,6 +133,33 @@ sessions = Table(
     Index("ix_sessions_duration", "project_id", "duration_ns", "session_id"),
     Index("ix_sessions_errors", "project_id", "errors", "session_id"),
     Index("ix_sessions_activity", "closed_ns", "last_activity_ns"),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("session_id", String, nullable=False),
+    Column("turn_key", String, nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("traces", Integer, nullable=False),
+    Column("spans", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),  # traces with an error span
+    Column("error", Text, nullable=True),
+    Column("llm_calls", Integer, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("total_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("user_id", String, nullable=True),
+    Column("first_trace_id", String, nullable=True),
+    Column("input", Text, nullable=True),  # the user's message
+    Column("last_trace_id", String, nullable=True),  # the latest trace with an output
+    Column("last_start_ns", BigInteger, nullable=False),
+    Column("output", Text, nullable=True),  # the assistant's final words
+    PrimaryKeyConstraint("project_id", "session_id", "turn_key", name="pk_turns"),
+    Index("ix_turns_session_start", "project_id", "session_id", "start_ns"),
 )
 
 session_users = Table(

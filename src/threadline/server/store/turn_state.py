@@ -1,7 +1,13 @@
-"""A trace's rollup (a row of ``traces``: one turn) and how a batch of its spans folds into it.
+"""The rollups of a trace (a row of ``traces``) and of a turn (a row of ``turns``), and how they fold.
 
-Pure: no I/O. :mod:`.write` reads and stores the rows, :mod:`.rollups` turns the difference
-between a trace's old and new state into increments of its session, user and project.
+Pure: no I/O. A batch's spans fold into their traces (:func:`merge_spans`); a trace's changes fold
+into its turn (:meth:`TurnState.add_trace`). :mod:`.write` and :mod:`.turns` read and store the
+rows; :mod:`.rollups` turns the difference between a turn's old and new state into increments
+of its session and user.
+
+A trace's ``turn_key`` names its turn within the session: the key of its input span's message
+list (:func:`threadline.server.chat.turn_key`: the traces of a tool loop share it), or the trace's
+own id when that input is plain text (the agent-span pattern: one trace, one turn).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, fields
 
+from threadline.server.chat import MESSAGE_KEY_PREFIX
 from threadline.server.store.records import SpanRecord
 
 #: The input/output rank of "no text yet" (ranks: 0 for the root span, else 1 + start_ns).
@@ -40,6 +47,7 @@ class TraceState:
     output: str | None = None
     input_rank: int | None = None
     output_rank: int | None = None
+    turn_key: str | None = None
 
     def copy(self) -> TraceState:
         """An independent copy (the row before a batch is merged in)."""
@@ -55,7 +63,7 @@ TRACE_FIELDS = TRACE_COLUMNS[3:]
 
 
 def merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> None:
-    """Fold new spans (sorted by start) into a trace's rollup."""
+    """Fold new spans (sorted by start) into a trace's rollup; its turn key follows its input."""
     if fresh:
         state.start_ns, state.end_ns = spans[0].start_ns, spans[0].end_ns
     for r in spans:
@@ -82,5 +90,90 @@ def merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> N
         rank = 0 if is_root else 1 + r.start_ns
         if r.input and rank < (state.input_rank if state.input_rank is not None else _TEXT_MAX_RANK):
             state.input, state.input_rank = r.input, rank
+            state.turn_key = r.turn_key
         if r.output and rank < (state.output_rank if state.output_rank is not None else _TEXT_MAX_RANK):
             state.output, state.output_rank = r.output, rank
+    if not (state.turn_key and state.turn_key.startswith(MESSAGE_KEY_PREFIX)):
+        state.turn_key = state.trace_id  # plain-text input (or none yet): the trace is its own turn
+
+
+@dataclass(slots=True)
+class TurnState:
+    """The rollup of one turn (a row of ``turns``): the traces of a session that share a turn key."""
+
+    project_id: int
+    session_id: str
+    turn_key: str
+    start_ns: int = 0
+    end_ns: int = 0
+    traces: int = 0
+    spans: int = 0
+    errors: int = 0  # traces with an error span
+    error: str | None = None
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float = 0.0
+    user_id: str | None = None
+    first_trace_id: str | None = None
+    input: str | None = None
+    last_trace_id: str | None = None
+    last_start_ns: int = 0
+    output: str | None = None
+
+    def copy(self) -> TurnState:
+        """An independent copy (the row before a batch is folded in)."""
+        return TurnState(*(getattr(self, name) for name in TURN_COLUMNS))
+
+    def add_trace(self, new: TraceState, old: TraceState | None) -> None:
+        """Fold a trace's change into this turn: ``old`` is the trace as this turn counted it
+        (``None``: not counted here yet), ``new`` what it is now.
+
+        The turn starts with its earliest trace, whose input is the user's message; its output is
+        that of its latest trace with an output (the last LLM call of a tool loop).
+        """
+        base = old or _NO_TRACE
+        if self.traces == 0:
+            self.start_ns, self.end_ns = new.start_ns, new.end_ns
+        self.traces += 0 if old else 1
+        self.spans += new.spans - base.spans
+        self.errors += int(new.errors > 0) - int(base.errors > 0)
+        self.llm_calls += new.llm_calls - base.llm_calls
+        self.prompt_tokens += new.prompt_tokens - base.prompt_tokens
+        self.completion_tokens += new.completion_tokens - base.completion_tokens
+        self.total_tokens += new.total_tokens - base.total_tokens
+        self.cost += new.cost - base.cost
+        if self.error is None and new.error is not None and new.errors:
+            self.error = new.error
+        if self.user_id is None:
+            self.user_id = new.user_id
+        order = (new.start_ns, new.trace_id)
+        if (self.first_trace_id is None or new.trace_id == self.first_trace_id
+                or order < (self.start_ns, self.first_trace_id)):
+            self.first_trace_id = new.trace_id
+            self.input = new.input or self.input
+        elif self.input is None:
+            self.input = new.input
+        if new.output and (self.last_trace_id is None or new.trace_id == self.last_trace_id
+                           or order > (self.last_start_ns, self.last_trace_id)):
+            self.last_trace_id, self.last_start_ns, self.output = new.trace_id, new.start_ns, new.output
+        self.start_ns = min(self.start_ns, new.start_ns)
+        self.end_ns = max(self.end_ns, new.end_ns)
+
+
+def fold_turn(project_id: int, session_id: str, turn_key: str, traces: list[TraceState]) -> TurnState | None:
+    """A turn rebuilt from all its traces (``None`` when it has none left)."""
+    if not traces:
+        return None
+    turn = TurnState(project_id, session_id, turn_key)
+    for trace in sorted(traces, key=lambda tr: (tr.start_ns, tr.trace_id)):
+        turn.add_trace(trace, None)
+    return turn
+
+
+#: The ``turns`` columns a :class:`TurnState` holds, in field order.
+TURN_COLUMNS = tuple(f.name for f in fields(TurnState))
+#: A :class:`TurnState` as a row of ``turns``.
+turn_row = operator.attrgetter(*TURN_COLUMNS)
+_NO_TRACE = TraceState(id=0, project_id=0, trace_id="")

@@ -9,7 +9,8 @@ One call of :meth:`BatchWriter.write` runs inside one transaction (the writer's 
    new ones inserted whole;
 3. refresh the full-text index of the traces whose text changed (SQLite FTS5; PostgreSQL keeps a
    generated ``tsvector`` column up to date by itself);
-4. apply the difference to sessions, users and projects (:mod:`.rollups`).
+4. fold the changed traces into their turns (:mod:`.turns`);
+5. apply the difference to sessions, users and projects (:mod:`.rollups`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from threadline.server.store.bulk import Bulk
 from threadline.server.store.records import SPAN_COLUMNS_AT, SpanRecord
 from threadline.server.store.rollups import News, Olds, RollupWriter
 from threadline.server.store.turn_state import TRACE_COLUMNS, TRACE_FIELDS, TraceState, merge_spans, trace_row
+from threadline.server.store.turns import TurnWriter
 
 #: The columns of ``spans``: the project, then the record's fields from ``trace_id`` on.
 _SPAN_COLUMNS = ("project_id", *(f.removesuffix("_json") for f in SpanRecord._fields[SPAN_COLUMNS_AT:]))
@@ -54,6 +56,7 @@ class BatchWriter:
         self.dialect = dialect
         self._bulk = Bulk(dialect)
         self._insert = self._bulk.insert
+        self._turns = TurnWriter(self._bulk)
         self._rollups = RollupWriter(self._bulk)
         self._project_id_sql = self._bulk.driver_sql(select(t.projects.c.id).where(
             t.projects.c.name == bindparam("name")))
@@ -109,7 +112,8 @@ class BatchWriter:
         olds, news = self._merge_traces(tx, by_trace, stored)
         result.new_traces = sum(1 for old in olds.values() if old is None)
         self._update_search(tx, olds, news)
-        self._rollups.apply(tx, olds, news, inserted, now_ns)
+        turn_olds, turn_news = self._turns.apply(tx, olds, news)
+        self._rollups.apply(tx, olds, news, turn_olds, turn_news, inserted, now_ns)
         result.sessions = {(n.project_id, n.session_id) for n in news.values() if n.session_id}
         return result
 
