@@ -6,14 +6,18 @@ import sqlite3
 import time
 from pathlib import Path
 
+from typing import Any
+
 import pytest
-from sqlalchemy import select
+import sqlalchemy as sa
+from sqlalchemy import func, select
 
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store, open_store
 from threadline.server.store.migrate import current_revision, head_revision, upgrade
 from threadline.server.store.write import BatchWriter
 
+from .test_turns import tool_loop_chat
 from .test_write import generate
 
 LARGE_TEXT = {("spans", "attributes"), ("spans", "events"), ("spans", "input"), ("spans", "output"),
@@ -28,19 +32,47 @@ def test_new_sqlite_files_use_8k_pages(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_upgrading_from_the_first_revision_keeps_every_row(db_url: str) -> None:
+def _rows_before_turns(tmp_path: Path) -> tuple[dict[str, list[dict[str, Any]]], list[Any]]:
+    """Rows as revision 0002 stored them (a turn was a trace), made by today's writer in a scratch
+    store, with the turns that store grouped them into."""
+    scratch = open_store(f"sqlite:///{tmp_path / 'scratch.db'}")
+    try:
+        spans, _ = tool_loop_chat()
+        with scratch.write() as tx:
+            BatchWriter(scratch.dialect).write(tx, generate(3) + spans, now_ns=1)
+        with scratch.read() as conn:
+            rows = {table.name: [dict(r._mapping) for r in conn.execute(select(table))]
+                    for table in (t.projects, t.spans, t.traces, t.sessions, t.session_users, t.users)}
+            turns = conn.execute(select(t.turns).order_by(t.turns.c.session_id, t.turns.c.start_ns)).all()
+            trace_counts = dict(conn.execute(select(t.traces.c.session_id, func.count()).group_by(
+                t.traces.c.session_id)).all())
+    finally:
+        scratch.dispose()
+    for row in rows["spans"]:
+        del row["detail"]
+    for row in rows["traces"]:
+        del row["turn_key"]
+    for row in rows["sessions"]:  # 0002: first/last trace ids, one turn per trace
+        row["first_trace_id"], row["last_trace_id"] = row.pop("first_turn_key"), row.pop("last_turn_key")
+        row["turns"] = trace_counts[row["session_id"]]
+    return rows, turns
+
+
+def test_upgrading_keeps_every_row_and_regroups_stored_sessions_into_turns(db_url: str, tmp_path: Path) -> None:
+    old_rows, expected_turns = _rows_before_turns(tmp_path)
     store = Store(db_url)
     try:
-        upgrade(store, "0001")
-        spans = generate(3)
+        upgrade(store, "0002")
         with store.write() as tx:
-            BatchWriter(store.dialect).write(tx, spans, now_ns=1)
-        with store.read() as conn:
-            before = {table.name: conn.execute(select(table)).all() for table in (t.spans, t.traces, t.sessions)}
+            for name in ("projects", "spans", "traces", "sessions", "session_users", "users"):
+                tx.execute(sa.table(name, *(sa.column(c) for c in old_rows[name][0])).insert(), old_rows[name])
         upgrade(store)
         assert current_revision(store) == head_revision()
         with store.read() as conn:
-            after = {table.name: conn.execute(select(table)).all() for table in (t.spans, t.traces, t.sessions)}
+            spans = [dict(r._mapping) for r in conn.execute(select(t.spans))]
+            traces = [dict(r._mapping) for r in conn.execute(select(t.traces))]
+            turns = conn.execute(select(t.turns).order_by(t.turns.c.session_id, t.turns.c.start_ns)).all()
+            sessions = {r.session_id: r.turns for r in conn.execute(select(t.sessions))}
             compression = None
             if store.dialect == "postgresql":
                 lz4 = conn.exec_driver_sql("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' "
@@ -49,7 +81,11 @@ def test_upgrading_from_the_first_revision_keeps_every_row(db_url: str) -> None:
                     "SELECT c.relname, a.attname, a.attcompression FROM pg_attribute a "
                     "JOIN pg_class c ON c.oid = a.attrelid "
                     "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0")}
-        assert after == before and len(after["spans"]) == len(spans)
+        assert [{k: v for k, v in r.items() if k != "detail"} for r in spans] == old_rows["spans"]
+        assert [{k: v for k, v in r.items() if k != "turn_key"} for r in traces] == old_rows["traces"]
+        assert [tuple(r) for r in turns] == [tuple(r) for r in expected_turns]
+        assert sessions["s"] == 3 and sum(1 for r in old_rows["traces"] if r["session_id"] == "s") == 4
+        assert sessions == {sid: sum(1 for r in expected_turns if r.session_id == sid) for sid in sessions}
         if compression is not None:
             expected = "l" if lz4 else ""
             assert {key: compression[key] for key in LARGE_TEXT} == {key: expected for key in LARGE_TEXT}

@@ -124,9 +124,11 @@ def erase_turns(tx: Connection, pid: int, *, session_id: str | None = None, user
     spans = _delete_traces(tx, pid, rows)
     sessions = {r[2] for r in rows if r[2]} | ({session_id} if session_id else set())
     users = {r[3] for r in rows if r[3]} | ({user_id} if user_id else set())
-    if session_id:
-        users |= {u for (u,) in tx.execute(select(t.session_users.c.user_id).where(
-            t.session_users.c.project_id == pid, t.session_users.c.session_id == session_id))}
+    # A session's turns are rebuilt: every user in those sessions may gain or lose turns.
+    su = t.session_users
+    for start in range(0, len(ordered := sorted(sessions)), 500):
+        users |= {u for (u,) in tx.execute(select(su.c.user_id).where(
+            su.c.project_id == pid, su.c.session_id.in_(ordered[start:start + 500])))}
     removed_sessions = recompute_sessions(tx, pid, sessions)
     removed_users = recompute_users(tx, pid, users)
     recompute_project(tx, pid)
