@@ -14,7 +14,7 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SESSION_FIELDS = {"session_id", "project", "user_ids", "start_time", "end_time", "duration_ms", "turns", "spans",
                   "errors", "tokens", "cost_usd", "latency_ms", "first_input", "last_output", "annotations"}
 TURN_FIELDS = {"trace_id", "index", "start_time", "end_time", "latency_ms", "user_id", "input", "output", "status",
-               "error", "tokens", "cost_usd", "llm_calls", "tool_calls", "annotations"}
+               "error", "tokens", "cost_usd", "llm_calls", "tool_calls", "annotations", "trace_ids", "steps"}
 USER_FIELDS = {"user_id", "project", "first_seen", "last_seen", "sessions", "turns", "errors", "tokens", "cost_usd",
                "annotations"}
 SPAN_FIELDS = {"trace_id", "span_id", "parent_span_id", "name", "kind", "start_time", "end_time", "latency_ms",
@@ -94,6 +94,9 @@ def test_session_detail_turn_by_turn(filled: Filled) -> None:
             [llm] = turn["llm_calls"]
             assert set(llm) >= {"span_id", "model", "tokens", "latency_ms"}
             assert (llm["model"], llm["tokens"]["prompt"]) == ("gpt-4o-mini", spec.prompt_tokens)
+            assert turn["trace_ids"] == [turn["trace_id"]]  # the agent-span pattern: one trace, one turn
+            assert [(s["kind"], s["span_id"]) for s in turn["steps"]] == [("llm", llm["span_id"])] + (
+                [("tool", turn["tool_calls"][0]["span_id"])] if spec.tool else [])
             if spec.tool:
                 [tool] = turn["tool_calls"]
                 assert set(tool) >= {"span_id", "name", "arguments", "result"}

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
-from threadline.server.model import Page, SessionSummary, Turn, UserSummary
+from threadline.server.model import Page, SessionSummary, UserSummary
+from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks
 from threadline.server.query.projects import list_projects, project_id
@@ -53,14 +54,6 @@ WORD = re.compile(r"\w+", re.UNICODE)
 def search_words(q: str | None) -> list[str]:
     """The words of a message search, lower-cased (as the full-text index splits them)."""
     return [w.lower() for w in WORD.findall(q or "")][:16]
-
-
-def turn_matches(turn: Turn, words: list[str]) -> bool:
-    """Whether every word of the search occurs (as a prefix of a word) in the turn's text."""
-    if not words:
-        return False
-    found = {w.lower() for w in WORD.findall(f"{turn.input or ''} {turn.output or ''}")}
-    return all(any(f.startswith(w) for f in found) for w in words)
 
 
 def annotation_names(rows: Iterable[SessionSummary | UserSummary]) -> list[str]:
@@ -156,11 +149,16 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
     """One conversation: totals, the timeline strip and the turns as a chat (paged for long sessions)."""
     if not session_id:
         return RedirectResponse(f"/projects/{url_part(project)}/sessions", status_code=302, headers=SECURITY_HEADERS)
-    turn_cursor = clean(request.query_params).get("turn_cursor")
-    words = search_words(clean(request.query_params).get("q"))
+    params = clean(request.query_params)
+    turn_cursor = params.get("turn_cursor")
+    words = search_words(params.get("q"))
     try:
+        at = parse_int("at", params.get("at"), minimum=0)
+        if at is not None:  # open the session at a turn (a search result, the latest turn)
+            turn_cursor = turn_cursor_at(conn, project, session_id, at)
         detail = get_session(conn, project, session_id, turn_limit=TURNS_PER_PAGE, turn_cursor=turn_cursor)
-    except InvalidQuery as exc:
+        matches = matching_turns(conn, project, session_id, " ".join(words)) if words and detail else []
+    except (BadParameter, InvalidQuery) as exc:
         return problem(request, conn, project, 400, "Cannot show this session", str(exc), "sessions")
     if detail is None:
         return problem(request, conn, project, 404, "Session not found",
@@ -169,15 +167,23 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
     loaded = {t.trace_id for t in detail.turns}
     base = f"/projects/{url_part(project)}"
     context = base_context(request, conn, project, "sessions")
-    more_url = link(context["params"], request.url.path, turn_cursor=detail.next_turn_cursor) \
+    more_url = link(context["params"], request.url.path, drop=("at",), turn_cursor=detail.next_turn_cursor) \
         if detail.next_turn_cursor else ""
     live = detail.next_turn_cursor is None
+    shown = {t.index for t in detail.turns}
+    total = detail.summary.turns
+    latest_at = max(0, total - TURNS_PER_PAGE)
     return html_response(
         "session.html", detail=detail, s=detail.summary, turns=detail.turns,
         strip=timeline_strip(marks, loaded, lambda t: f"{base}/traces/{url_part(t)}"),
         strip_count=len(marks), more_url=more_url, paged=turn_cursor is not None, words=words,
         breakdown=breakdown(conn, project, session_id),
-        matches=[t.index for t in detail.turns if turn_matches(t, words)],
+        matches=matches,
+        match_links=[(i, f"#turn-{i + 1}" if i in shown else link(context["params"], request.url.path, at=str(i),
+                                                                   turn_cursor=None) + f"#turn-{i + 1}")
+                     for i in matches],
+        latest_url="" if live or total - 1 in shown else
+        link(context["params"], request.url.path, at=str(latest_at), turn_cursor=None) + f"#turn-{total}",
         live_url=f"{base}/fragments/conversation/{url_part(session_id)}" if live else "",
         version=activity(conn, project, session_id) if live else "",
         **context,
