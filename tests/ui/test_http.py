@@ -131,3 +131,34 @@ def test_custom_time_window_from_the_form(http: httpx.Client) -> None:
     assert page.status_code == 200
     assert re.findall(r'<tr data-href="[^"]*" data-key="([^"]*)"', page.text) == ["sess-001"]
     assert '<option value="custom" selected>' in page.text
+
+
+def test_search_finds_turns_beyond_the_loaded_page_and_opens_them(http: httpx.Client, ui: UiServer) -> None:
+    path = f"/projects/{PROJECT}/sessions/long-session"
+    first = http.get(path, params={"q": "question 121"})
+    assert first.status_code == 200
+    assert 'id="turn-122"' not in first.text  # the first page shows turns 1-100 only
+    links = re.findall(r'<a href="([^"]+)" data-match-turn="(\d+)"', first.text)
+    assert [n for _, n in links] == ["122"]
+    opened = http.get(links[0][0].replace("&amp;", "&"))
+    assert opened.status_code == 200
+    assert 'id="turn-122"' in opened.text and "long question 121" in opened.text
+    assert 'id="turn-1"' not in opened.text
+    # Every match across the session is listed, loaded or not: "question 1" prefixes 1, 10-19, 100-129.
+    every = http.get(path, params={"q": "question 1"})
+    numbers = [int(n) for n in re.findall(r'data-match-turn="(\d+)"', every.text)]
+    expected = [n + 1 for n in range(len(ui.long.turns)) if str(n).startswith("1")]
+    assert numbers == expected
+
+
+def test_jump_to_the_latest_turn_of_a_long_session(http: httpx.Client, ui: UiServer) -> None:
+    path = f"/projects/{PROJECT}/sessions/long-session"
+    page = http.get(path)
+    [latest] = re.findall(r'<a class="button" href="([^"]+)" data-jump-latest', page.text)
+    last = len(ui.long.turns)
+    assert latest.endswith(f"#turn-{last}")
+    opened = http.get(latest.replace("&amp;", "&"))
+    assert f'id="turn-{last}"' in opened.text and f"long question {last - 1}" in opened.text
+    assert "data-jump-latest" not in opened.text
+    assert http.get(path, params={"at": "999"}).status_code == 400
+    assert http.get(path, params={"at": "-1"}).status_code == 400
