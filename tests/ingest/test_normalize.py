@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from threadline.server.ingest.normalize import flattened_messages, normalize
+from threadline.server.chat import flattened_messages
+from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
 
 
 def span(attrs: dict[str, object], *, parent: str | None = None, status: str = "UNSET",
-         events: list[dict[str, object]] | None = None) -> DecodedSpan:
-    return DecodedSpan(project="p", trace_id="a" * 32, span_id="b" * 16, parent_span_id=parent, name="s",
+         events: list[dict[str, object]] | None = None, name: str = "s") -> DecodedSpan:
+    return DecodedSpan(project="p", trace_id="a" * 32, span_id="b" * 16, parent_span_id=parent, name=name,
                        otel_kind="INTERNAL", start_ns=1, end_ns=2, status=status, status_message=None,
                        attributes=dict(attrs), events=events or [])
 
@@ -128,3 +129,76 @@ def test_error_message_from_exception_event() -> None:
 def test_turn_text_is_bounded() -> None:
     record = normalize(span({"input.value": "x" * 5000}), max_text_chars=1000)
     assert record.input is not None and len(record.input) <= 1001
+
+
+QUESTION = {"role": "user", "content": "Where is order 1234?"}
+OPENAI_INPUT = {
+    "openinference.span.kind": "LLM", "llm.system": "openai", "llm.model_name": "gpt-4o-mini-2024-07-18",
+    "llm.input_messages.0.message.role": "user",
+    "llm.input_messages.0.message.content": "Where is order 1234?",
+}
+OPENAI_TOOL_CALL = {
+    **OPENAI_INPUT,
+    "input.value": json.dumps({"messages": [QUESTION], "model": "gpt-4o-mini"}),
+    "output.value": json.dumps({"id": "chatcmpl-AAA", "object": "chat.completion", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_abc", "type": "function",
+             "function": {"name": "lookup_order", "arguments": '{"order_id": 1234}'}}]}}]}),
+    "llm.output_messages.0.message.role": "assistant",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_abc",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup_order",
+    "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"order_id": 1234}',
+}
+
+
+def test_tool_call_reply_is_words_and_detail_not_the_response_body() -> None:
+    record = normalize(span(OPENAI_TOOL_CALL))
+    assert (record.input, record.output) == ("Where is order 1234?", "called lookup_order(order_id=1234)")
+    assert record.turn_key is not None
+    assert json.loads(record.detail_json or "") == {
+        "tool_calls": [{"id": "call_abc", "name": "lookup_order", "arguments": '{"order_id": 1234}'}]}
+
+
+def test_tool_loop_calls_share_the_turn_key_and_list_the_tool_result() -> None:
+    call = {"id": "call_abc", "type": "function",
+            "function": {"name": "lookup_order", "arguments": '{"order_id": 1234}'}}
+    second = normalize(span({
+        **OPENAI_INPUT,
+        "input.value": json.dumps({"messages": [QUESTION, {"role": "assistant", "tool_calls": [call]},
+                                                {"role": "tool", "tool_call_id": "call_abc",
+                                                 "content": '{"status": "shipped"}'}]}),
+        "llm.input_messages.1.message.role": "assistant",
+        "llm.input_messages.1.message.tool_calls.0.tool_call.id": "call_abc",
+        "llm.input_messages.1.message.tool_calls.0.tool_call.function.name": "lookup_order",
+        "llm.input_messages.1.message.tool_calls.0.tool_call.function.arguments": '{"order_id": 1234}',
+        "llm.input_messages.2.message.role": "tool",
+        "llm.input_messages.2.message.tool_call_id": "call_abc",
+        "llm.input_messages.2.message.content": '{"status": "shipped"}',
+        "output.value": json.dumps({"choices": [{"index": 0,
+                                                 "message": {"role": "assistant", "content": "Shipped."}}]}),
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": "Shipped.",
+    }))
+    assert (second.input, second.output) == ("Where is order 1234?", "Shipped.")
+    assert second.turn_key == normalize(span(OPENAI_TOOL_CALL)).turn_key
+    assert json.loads(second.detail_json or "") == {
+        "tool_results": [{"id": "call_abc", "name": "lookup_order", "content": '{"status": "shipped"}'}]}
+
+
+def test_tool_span_detail_is_named_by_the_span_when_attributes_do_not() -> None:
+    record = normalize(span({"openinference.span.kind": "TOOL", "input.value": '{"order_id": 1234}',
+                             "output.value": '{"status": "shipped"}'}, name="lookup_order"))
+    assert json.loads(record.detail_json or "") == {
+        "name": "lookup_order", "arguments": '{"order_id": 1234}', "result": '{"status": "shipped"}'}
+
+
+def test_plain_spans_have_no_detail_and_no_message_turn_key() -> None:
+    record = normalize(span({"openinference.span.kind": "CHAIN", "input.value": "hello", "output.value": "bye"}))
+    assert (record.turn_key, record.detail_json) == (None, None)
+    assert record.detail_json is record[-1]  # the last field of the record
+
+
+def test_provider_body_without_text_is_never_shown_raw() -> None:
+    body = {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "stop_reason": "max_tokens"}
+    record = normalize(span({"openinference.span.kind": "LLM", "output.value": json.dumps(body)}))
+    assert record.output is None

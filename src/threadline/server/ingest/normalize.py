@@ -3,7 +3,8 @@
 Pure functions (no I/O), run in the decode workers. The rules are DESIGN.md §3: a span may name
 its session with ``session.id``, ``gen_ai.conversation.id`` or LangChain's ``metadata``
 (``session_id`` / ``thread_id`` / ``conversation_id``); tokens and cost count on LLM spans only;
-the text shown for a span is the last user message of its input and the assistant's reply.
+the text shown for a span is the last user message of its input and the assistant's reply, and
+its detail the tool calls and results a turn's steps list (:mod:`threadline.server.chat`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, overload
 import orjson
 
 from threadline import conventions as cv
-from threadline.server.chat import input_text, output_text, turn_key
+from threadline.server.chat import chat_fields
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
 from threadline.server.store.records import SpanRecord
@@ -41,6 +42,7 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
     error = None
     if span.status == "ERROR":
         error = span.status_message or _exception_message(span.events) or "error"
+    chat = chat_fields(attrs, kind, span.name)
     if span.dropped_attributes:
         attrs = {**attrs, "threadline.dropped_attributes": span.dropped_attributes}
     # Positional: a named tuple built from keywords costs five times as much, on every span.
@@ -50,7 +52,7 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         _clean_text(user_id(attrs, metadata)),  # user_id
         is_llm,
         _clean_text(error),  # error
-        turn_key(attrs),
+        chat.turn_key,
         span.trace_id,
         span.span_id,
         span.parent_span_id,
@@ -60,8 +62,8 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         span.end_ns,
         span.status,
         _clean_text(span.status_message),  # status_message
-        _clean_text(_bound(input_text(attrs), max_text_chars)),  # input
-        _clean_text(_bound(output_text(attrs), max_text_chars)),  # output
+        _clean_text(_bound(chat.input, max_text_chars)),  # input
+        _clean_text(_bound(chat.output, max_text_chars)),  # output
         _clean_text(model[:256]) if model else None,  # model
         prompt,  # prompt_tokens
         completion,  # completion_tokens
@@ -69,7 +71,7 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         cost,
         orjson.dumps(attrs, default=str).decode(),  # attributes_json
         orjson.dumps(span.events, default=str).decode() if span.events else "[]",  # events_json
-        None,  # detail_json
+        chat.detail_json,
     )
 
 
