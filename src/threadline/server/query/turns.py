@@ -44,6 +44,14 @@ def _requested(detail: dict[str, Any]) -> list[RequestedTool]:
             for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
+def _answers(tool: dict[str, Any], span_name: str, call: RequestedTool) -> bool:
+    """Whether a TOOL span (its detail) ran this requested call: the same call id when both say
+    one, else the same tool name."""
+    if call.id and tool.get("id"):
+        return str(tool["id"]) == call.id
+    return str(tool.get("name") or span_name) == call.name
+
+
 def _status(row: Any) -> str:
     return "error" if row.status == "ERROR" else "ok"
 
@@ -91,7 +99,7 @@ def _assemble(rows: list[Any]) -> _TurnSteps:
                               tokens=tokens, cost_usd=round(row.cost, 8), output=row.output, tool_calls=requested))
         for req in requested:  # a call the app ran without a TOOL span: a step from the messages
             span = next((s for s in tool_spans if s.span_id not in matched and s.start_ns >= row.start_ns
-                         and str(_detail(s.detail).get("name") or s.name) == req.name), None)
+                         and _answers(_detail(s.detail), s.name, req)), None)
             if span is not None:
                 matched.add(span.span_id)
                 continue
