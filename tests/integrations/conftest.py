@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,29 +101,48 @@ def instrument(tracer_provider: TracerProvider) -> Iterator[Callable[[Any], None
 
 
 def assert_conversation(
-    api: ThreadlineApi, project: str, session_id: str, user_id: str | None, exchanges: list[Exchange],
-    model: str | None = None,
+    api: ThreadlineApi, project: str, session_id: str, user_id: str | None,
+    exchanges: Sequence[Exchange | Sequence[Exchange]], model: str | None = None,
 ) -> dict[str, Any]:
-    """The session holds one turn per exchange, with the fake's text, tokens and model."""
-    assert exchanges, "the fake provider was never called"
+    """The session holds one turn per user message, with the fake's text, tokens and model.
+
+    ``exchanges`` has one item per user message: the fake's exchange that answered it, or the
+    exchanges of its tool loop (several LLM calls, the last one answering in words).
+    """
+    groups = [[e] if isinstance(e, Exchange) else list(e) for e in exchanges]
+    assert groups and all(groups), "the fake provider was never called"
+    every = [e for group in groups for e in group]
     summary = api.sessions(project)[session_id]
-    assert summary["turns"] == len(exchanges)
+    assert summary["turns"] == len(groups)
     assert summary["user_ids"] == ([user_id] if user_id else [])
     assert summary["tokens"] == {
-        "prompt": sum(e.prompt_tokens for e in exchanges),
-        "completion": sum(e.completion_tokens for e in exchanges),
-        "total": sum(e.total_tokens for e in exchanges),
+        "prompt": sum(e.prompt_tokens for e in every),
+        "completion": sum(e.completion_tokens for e in every),
+        "total": sum(e.total_tokens for e in every),
     }
     detail = api.session(project, session_id)
     turns = detail["turns"]
-    assert [t["input"] for t in turns] == [e.question for e in exchanges]
-    assert [t["output"] for t in turns] == [e.answer for e in exchanges]
-    assert [t["tokens"]["total"] for t in turns] == [e.total_tokens for e in exchanges]
+    assert [t["input"] for t in turns] == [g[0].question for g in groups]
+    assert [t["output"] for t in turns] == [g[-1].answer for g in groups]
+    assert [t["tokens"] for t in turns] == [
+        {"prompt": sum(e.prompt_tokens for e in g), "completion": sum(e.completion_tokens for e in g),
+         "total": sum(e.total_tokens for e in g)}
+        for g in groups
+    ]
     assert all(t["status"] == "ok" for t in turns)
     if user_id:
-        assert [t["user_id"] for t in turns] == [user_id] * len(exchanges)
-    for turn, exchange in zip(turns, exchanges, strict=True):
-        assert len(turn["llm_calls"]) == 1, turn["llm_calls"]
-        assert turn["llm_calls"][0]["model"] == (model or exchange.model)
-        assert turn["llm_calls"][0]["tokens"]["total"] == exchange.total_tokens
+        assert [t["user_id"] for t in turns] == [user_id] * len(groups)
+    for turn, group in zip(turns, groups, strict=True):
+        assert len(turn["llm_calls"]) == len(group), turn["llm_calls"]
+        assert [c["model"] for c in turn["llm_calls"]] == [model or e.model for e in group]
+        assert [c["tokens"]["total"] for c in turn["llm_calls"]] == [e.total_tokens for e in group]
+        # the turn's traces start with its first; its steps run in time order, its LLM calls among them
+        assert turn["trace_ids"][0] == turn["trace_id"]
+        assert len(set(turn["trace_ids"])) == len(turn["trace_ids"])
+        starts = [s["start_time"] for s in turn["steps"]]
+        assert starts == sorted(starts)
+        assert [s["span_id"] for s in turn["steps"] if s["kind"] == "llm"] == [c["span_id"] for c in turn["llm_calls"]]
+    # every trace of the session is in exactly one turn
+    in_turns = [trace_id for t in turns for trace_id in t["trace_ids"]]
+    assert sorted(in_turns) == sorted({s["trace_id"] for s in api.spans(project, session_id=session_id)})
     return detail

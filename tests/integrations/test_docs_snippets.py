@@ -1,4 +1,4 @@
-"""The Python snippets of docs/sessions.md compile, and the runnable ones really run end to end.
+"""The Python snippets of docs/sessions.md and README.md's "Send a conversation" really run end to end.
 
 Each section's snippets run in a fresh interpreter (instrumentors and ``register()`` are global)
 against a real ``threadline serve`` and the fake provider, which the environment points the
@@ -9,6 +9,7 @@ clients at: ``THREADLINE_ENDPOINT``, ``OPENAI_BASE_URL`` / ``OPENAI_API_BASE``,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -23,13 +24,14 @@ from support.fake_providers import FakeProvider, echo_reply
 from support.server import ServerProcess
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sessions.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def sections() -> dict[str, str]:
+def sections(doc: Path = DOC) -> dict[str, str]:
     """Python code of each ``##``/``###`` section, its blocks joined in order."""
     result: dict[str, str] = {}
     heading = ""
-    for part in re.split(r"^(#{2,3} .*)$", DOC.read_text(), flags=re.MULTILINE):
+    for part in re.split(r"^(#{2,3} .*)$", doc.read_text(), flags=re.MULTILINE):
         if re.match(r"#{2,3} ", part):
             heading = part.lstrip("# ").strip()
             continue
@@ -75,24 +77,32 @@ RUNNABLE = {
 }
 
 
+def run_snippet(
+    code: str, server: ServerProcess, fake: FakeProvider, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as written in a fresh interpreter, its clients pointed at the fake and the server."""
+    env = {
+        **os.environ,
+        "THREADLINE_ENDPOINT": server.otlp_http_url,
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "OPENAI_API_BASE": fake.openai_base_url,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": fake.base_url,
+        "DSPY_CACHEDIR": str(tmp_path / "dspy-cache"),
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, f"the snippet failed:\n{code}\n{done.stderr[-4000:]}"
+    return done
+
+
 @pytest.mark.parametrize("section", list(RUNNABLE))
 def test_snippet_runs(
     section: str, server: ServerProcess, docs_fake: FakeProvider, api: ThreadlineApi, tmp_path: Path
 ) -> None:
     code = sections()[section]
     code = code.replace('Mistral(api_key="...")', f'Mistral(api_key="fake", server_url="{docs_fake.base_url}")')
-    env = {
-        **os.environ,
-        "THREADLINE_ENDPOINT": server.otlp_http_url,
-        "OPENAI_BASE_URL": docs_fake.openai_base_url,
-        "OPENAI_API_BASE": docs_fake.openai_base_url,
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": docs_fake.base_url,
-        "DSPY_CACHEDIR": str(tmp_path / "dspy-cache"),
-        "HOME": str(tmp_path),
-    }
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=240)
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_snippet(code, server, docs_fake, tmp_path)
     expected = RUNNABLE[section]
     if expected is None:
         return
@@ -106,3 +116,24 @@ def test_snippet_runs(
         assert sessions[session_id]["tokens"]["total"] > 0
     if section == "LangChain":
         assert api.sessions(project)["thread-17"]["user_ids"] == ["lee"]
+
+
+def test_readme_send_a_conversation_runs_as_written(
+    server: ServerProcess, docs_fake: FakeProvider, api: ThreadlineApi, tmp_path: Path
+) -> None:
+    """README's first snippet is complete: run unchanged, it sends a conversation Threadline reads back."""
+    code = sections(README)["Send a conversation"]
+    run_snippet(code, server, docs_fake, tmp_path)
+
+    # the names the README's curl lines read back
+    assert docs_fake.exchanges, "the snippet never reached the (fake) model"
+    summary = api.sessions("support-bot")["s-42"]
+    assert summary["user_ids"] == ["u-7"]
+    assert summary["turns"] == len({e.question for e in docs_fake.exchanges})
+    assert summary["tokens"]["total"] == sum(e.total_tokens for e in docs_fake.exchanges)
+    turns = api.session("support-bot", "s-42")["turns"]
+    assert [t["input"] for t in turns] == list(dict.fromkeys(e.question for e in docs_fake.exchanges))
+    assert turns[-1]["output"] == docs_fake.exchanges[-1].answer
+    spans = api.spans("support-bot", session_id="s-42")
+    assert all(s["attributes"].get("tag.tags") == ["beta"] for s in spans)
+    assert all(json.loads(s["attributes"]["metadata"]).get("plan") == "pro" for s in spans)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from openinference.instrumentation.langchain import LangChainInstrumentor
 
 from integrations.conftest import assert_conversation
 from sdk.api_client import ThreadlineApi
-from support.fake_providers import FakeProvider
+from support.fake_providers import FakeProvider, ToolRequest
 from threadline import using_session, using_tags, using_user
 
 MODEL = "gpt-4o-mini"
@@ -72,3 +74,69 @@ def test_langchain_metadata_names_the_session(
         assert turn["tokens"]["total"] == exchange.total_tokens
     spans = api.spans(project, session_id=session_id)
     assert any(json.loads(s["attributes"].get("metadata") or "{}").get(key) == session_id for s in spans)
+
+
+ORDERS = {1234: "shipped on 20 November"}
+
+
+@tool
+def lookup_order(order_id: int) -> str:
+    """Where an order is."""
+    return f"Order {order_id} is {ORDERS[order_id]}."
+
+
+def order_rule(question: str) -> ToolRequest | None:
+    """The fake model calls lookup_order for a message that names an order number."""
+    found = re.search(r"order (\d+)", question)
+    return ToolRequest("lookup_order", {"order_id": int(found.group(1))}) if found else None
+
+
+@pytest.mark.parametrize("tool_in_thread", [True, False], ids=["tool-run-in-thread", "tool-run-outside"])
+def test_langchain_tool_loop_is_one_turn_per_user_message(
+    tool_in_thread: bool, instrument: Callable[[Any], None], api: ThreadlineApi, project: str
+) -> None:
+    """bind_tools + a hand-written tool loop (invoke → ToolMessage → invoke), the thread in run metadata.
+
+    The tool runs through LangChain (a TOOL trace of its own), with the run's config (so that
+    trace is in the thread too) or without it (then the call is known from the messages only).
+    """
+    instrument(LangChainInstrumentor())
+    questions = ("Hi, I need help with a delivery.", "Where is order 1234?", "Thanks, bye!")
+    config: Any = {"metadata": {"thread_id": "lc-orders"}}
+    history: list[BaseMessage] = []
+    per_question: list[tuple[int, int]] = []  # the fake's exchanges of each user message
+    tool_messages: list[ToolMessage] = []
+    with FakeProvider(tool_rule=order_rule) as fake:
+        llm = chat_model(fake).bind_tools([lookup_order])
+        for question in questions:
+            first = len(fake.exchanges)
+            history.append(HumanMessage(question))
+            reply = llm.invoke(history, config=config)
+            history.append(reply)
+            while isinstance(reply, AIMessage) and reply.tool_calls:
+                for call in reply.tool_calls:
+                    result = lookup_order.invoke(call, config=config if tool_in_thread else None)
+                    assert isinstance(result, ToolMessage)
+                    tool_messages.append(result)
+                    history.append(result)
+                reply = llm.invoke(history, config=config)
+                history.append(reply)
+            per_question.append((first, len(fake.exchanges)))
+        exchanges = [fake.exchanges[a:b] for a, b in per_question]
+    assert [len(e) for e in exchanges] == [1, 2, 1]
+    assert [m.content for m in history if isinstance(m, AIMessage) and m.content] == [e[-1].answer for e in exchanges]
+
+    detail = assert_conversation(api, project, "lc-orders", None, exchanges, model=MODEL)
+    turns = detail["turns"]
+    assert [len(t["trace_ids"]) for t in turns] == [1, 3 if tool_in_thread else 2, 1]
+    assert [[s["kind"] for s in t["steps"]] for t in turns] == [["llm"], ["llm", "tool", "llm"], ["llm"]]
+    (requested,) = exchanges[1][0].tool_calls
+    (tool_message,) = tool_messages
+    asked, ran, answered = turns[1]["steps"]
+    assert [(c["name"], json.loads(c["arguments"])) for c in asked["tool_calls"]] == [
+        (requested.name, json.loads(requested.arguments))]
+    assert ran["name"] == "lookup_order"
+    assert json.loads(ran["arguments"]) == json.loads(requested.arguments)
+    assert ran["result"] == tool_message.content
+    assert answered["output"] == turns[1]["output"] == exchanges[1][-1].answer
+    assert [(c["name"], c["result"]) for c in turns[1]["tool_calls"]] == [("lookup_order", tool_message.content)]
