@@ -2,13 +2,13 @@
 
 Every HTML response goes through :func:`html_response`, which sets a strict
 Content-Security-Policy (no inline script or style, nothing from another origin). Autoescape is
-on for every template, so span data is always rendered as text.
+on for every template, so span data is always rendered as text, except through the ``markdown``
+and ``markdown_or_json`` filters (:mod:`.markdown`), whose safe HTML escapes every piece of text.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from datetime import UTC, datetime
 from functools import cache
@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from threadline.server.web.ui.markdown import dump_json, markdown, markdown_or_json, parse_json_container
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -159,17 +161,14 @@ def shorten(text: str | None, limit: int = 160) -> str:
 
 
 def pretty(value: Any) -> str:
-    """Pretty JSON for dicts and lists; a string that holds JSON is parsed and pretty-printed."""
+    """Pretty JSON for dicts and lists; a string that holds a JSON object or array is parsed and
+    pretty-printed (any other string is returned as it is)."""
     if isinstance(value, str):
-        text: str = value
-        stripped = text.strip()
-        if stripped[:1] not in ("{", "[") or len(stripped) > 2_000_000:
-            return text
-        try:
-            value = json.loads(stripped)
-        except ValueError:
-            return text
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=isinstance(value, dict), default=str)
+        parsed = parse_json_container(value)
+        if parsed is None:
+            return value
+        value = parsed
+    return dump_json(value)
 
 
 def score(value: float | None) -> str:
@@ -218,8 +217,7 @@ def environment() -> Environment:
     env.filters.update(
         u=url_part, duration=duration, number=number, compact=compact, usd=usd, percent=percent,
         timestamp=timestamp, short_time=short_time, clock=clock, iso=iso, ago=ago, shorten=shorten, pretty=pretty,
-        score=score,
-        annotation=annotation_text,
+        score=score, annotation=annotation_text, markdown=markdown, markdown_or_json=markdown_or_json,
     )
     env.globals.update(static_url=static_url)
     return env
