@@ -119,7 +119,7 @@ def test_search_finds_a_word_of_a_later_turn(page: Page, ui: UiServer) -> None:
     first_input = column(page, 3)[0]
     assert SEARCH_WORD not in first_input  # found in the third turn, not the first input
     page.get_by_role("link", name="sess-017", exact=True).click()  # the conversation opens at the hit
-    expect(page.locator(".search-hits")).to_contain_text("found in turn #3")
+    expect(page.locator(".search-hits")).to_contain_text("found in 1 turn of this session: #3")
     expect(page.locator("#turns > li.match")).to_have_count(1)
     expect(page.locator("#turn-3 mark")).to_have_text(SEARCH_WORD)
     expect(page.locator("#turn-3")).to_be_in_viewport()

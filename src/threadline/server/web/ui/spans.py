@@ -113,65 +113,6 @@ def messages(attributes: dict[str, Any], prefix: str) -> list[Message]:
     return out
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class LlmDetail:
-    """An LLM span as shown in an expanded turn."""
-
-    span: Span
-    model: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-    input_messages: list[Message]
-    output_messages: list[Message]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolDetail:
-    """A TOOL span as shown in an expanded turn."""
-
-    span: Span
-    name: str
-    arguments: str | None
-    result: str | None
-
-
-def llm_detail(span: Span) -> LlmDetail:
-    """Model, tokens and messages of an LLM span."""
-    a = span.attributes
-    prompt = _int(a.get(cv.LLM_TOKEN_PROMPT, a.get(cv.GEN_AI_USAGE_INPUT_TOKENS)))
-    completion = _int(a.get(cv.LLM_TOKEN_COMPLETION, a.get(cv.GEN_AI_USAGE_OUTPUT_TOKENS)))
-    total = _int(a.get(cv.LLM_TOKEN_TOTAL))
-    if total is None and (prompt is not None or completion is not None):
-        total = (prompt or 0) + (completion or 0)
-    model = a.get(cv.LLM_MODEL_NAME) or a.get(cv.GEN_AI_RESPONSE_MODEL) or a.get(cv.GEN_AI_REQUEST_MODEL)
-    return LlmDetail(span=span, model=_text(model), prompt_tokens=prompt, completion_tokens=completion,
-                     total_tokens=total, input_messages=messages(a, cv.LLM_INPUT_MESSAGES),
-                     output_messages=messages(a, cv.LLM_OUTPUT_MESSAGES))
-
-
-def tool_detail(span: Span) -> ToolDetail:
-    """Name, arguments and result of a TOOL span."""
-    a = span.attributes
-    name = a.get(cv.TOOL_NAME) or a.get(cv.GEN_AI_TOOL_NAME) or span.name
-    arguments = span.input if span.input is not None else _text(a.get(cv.INPUT_VALUE))
-    result = span.output if span.output is not None else _text(a.get(cv.OUTPUT_VALUE))
-    return ToolDetail(span=span, name=str(name), arguments=arguments, result=result)
-
-
-def turn_calls(spans: list[Span]) -> tuple[list[LlmDetail], list[ToolDetail]]:
-    """The LLM calls and tool calls of a trace, in start order."""
-    ordered = sorted(spans, key=lambda s: (s.start_time, s.span_id))
-    return ([llm_detail(s) for s in ordered if s.kind == "LLM"], [tool_detail(s) for s in ordered if s.kind == "TOOL"])
-
-
 def exception_events(span: Span) -> list[dict[str, str]]:
     """The span's exception events as ``{type, message, stacktrace}``."""
     out = []
