@@ -50,7 +50,7 @@ def _rows_before_turns(tmp_path: Path) -> tuple[dict[str, list[dict[str, Any]]],
     for row in rows["spans"]:
         del row["detail"]
     for row in rows["traces"]:
-        del row["turn_key"]
+        del row["turn_key"], row["follows"]
     for row in rows["sessions"]:  # 0002: first/last trace ids, one turn per trace
         row["first_trace_id"], row["last_trace_id"] = row.pop("first_turn_key"), row.pop("last_turn_key")
         row["turns"] = trace_counts[row["session_id"]]
@@ -81,7 +81,7 @@ def test_upgrading_keeps_every_row_and_regroups_stored_sessions_into_turns(db_ur
                     "JOIN pg_class c ON c.oid = a.attrelid "
                     "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0")}
         assert [{k: v for k, v in r.items() if k != "detail"} for r in spans] == old_rows["spans"]
-        assert [{k: v for k, v in r.items() if k != "turn_key"} for r in traces] == old_rows["traces"]
+        assert [{k: v for k, v in r.items() if k not in ("turn_key", "follows")} for r in traces] == old_rows["traces"]
         assert [tuple(r) for r in turns] == [tuple(r) for r in expected_turns]
         assert sessions["s"] == 3 and sum(1 for r in old_rows["traces"] if r["session_id"] == "s") == 4
         assert sessions == {sid: sum(1 for r in expected_turns if r.session_id == sid) for sid in sessions}

@@ -178,3 +178,32 @@ def test_erasing_a_user_rebuilds_the_turns_of_a_shared_session(store: Store) -> 
         users = conn.execute(select(t.users.c.user_id, t.users.c.turns)).all()
     assert (session.turns, session.first_input, session.last_output) == (1, "Hi there", "Hello! How can I help?")
     assert users == [("v", 1)]
+
+
+def tool_trace(trace: str, start: int, *, failed: bool = False) -> SpanRecord:
+    """A tool run as a root span of its own trace (LangChain's tool.invoke with the run's config)."""
+    attrs = {"openinference.span.kind": "TOOL", "tool.name": "lookup_order", "input.value": '{"order_id": 1234}',
+             "output.value": '{"status": "shipped"}'}
+    return span(trace, "c" * 16, None, start, attrs, kind="TOOL", failed=failed)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_a_tool_traced_on_its_own_joins_the_turn_in_progress(store: Store, batch_size: int) -> None:
+    spans, expected = tool_loop_chat()
+    tool = tool_trace("05" * 16, spans[1].start_ns + 200, failed=True)
+    ordered = [*spans[:2], tool, *spans[2:]]  # exported as they end: call, tool, call
+    writer = BatchWriter(store.dialect)
+    for i in range(0, len(ordered), batch_size):
+        with store.write() as tx:
+            writer.write(tx, ordered[i:i + batch_size], now_ns=1)
+    turns = turns_of(store)
+    assert [(r.input, r.output, r.traces) for r in turns] == [
+        (question, answer, traces + (1 if question.startswith("Where") else 0)) for question, answer, traces in expected]
+    assert [r.errors > 0 for r in turns] == [False, True, False]  # the failed tool fails its turn
+    with store.read() as conn:
+        assert conn.execute(select(t.sessions.c.turns, t.sessions.c.spans)).one() == (3, 5)
+
+
+def test_a_session_that_starts_with_a_tool_trace_has_it_as_a_turn(store: Store) -> None:
+    write_shuffled(store, [tool_trace("07" * 16, 500)], 0, 1)
+    assert [(r.traces, r.input) for r in turns_of(store)] == [(1, '{"order_id": 1234}')]

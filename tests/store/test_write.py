@@ -151,12 +151,12 @@ def test_root_text_wins_over_earlier_descendant_text(store: Store) -> None:
 
 
 def test_new_turn_reopens_a_closed_session(store: Store) -> None:
-    write_in_batches(store, [record("d" * 32, "1" * 16, None, 100, session_id="s")], batch_size=10)
+    write_in_batches(store, [record("d" * 32, "1" * 16, None, 100, session_id="s", input="hi")], batch_size=10)
     with store.write() as tx:
         tx.execute(t.sessions.update().values(closed_ns=5))
     write_in_batches(store, [record("d" * 32, "2" * 16, "1" * 16, 105)], batch_size=10)
     with store.read() as conn:
         assert conn.execute(select(t.sessions.c.closed_ns)).scalar() == 5  # same turn: stays closed
-    write_in_batches(store, [record("c" * 32, "1" * 16, None, 200, session_id="s")], batch_size=10)
+    write_in_batches(store, [record("c" * 32, "1" * 16, None, 200, session_id="s", input="again")], batch_size=10)
     with store.read() as conn:
         assert conn.execute(select(t.sessions.c.closed_ns)).scalar() is None

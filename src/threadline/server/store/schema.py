@@ -9,6 +9,7 @@ traces into the user's turns (see :mod:`.turn_state`); sessions and users count 
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
@@ -94,6 +95,8 @@ traces = Table(
     Column("output_rank", BigInteger, nullable=True),
     # The trace's turn in its session: the message key of its input (``m:…``), else its own id.
     Column("turn_key", String, nullable=True),
+    # The trace carries no user message (a TOOL root, no input): it joined the turn in progress.
+    Column("follows", Boolean, nullable=True),
     UniqueConstraint("project_id", "trace_id", name="uq_traces_project_trace"),
     Index("ix_traces_session", "project_id", "session_id", "start_ns"),
     Index("ix_traces_turn", "project_id", "session_id", "turn_key"),

@@ -7,7 +7,9 @@ of its session and user.
 
 A trace's ``turn_key`` names its turn within the session: the key of its input span's message
 list (:func:`threadline.server.chat.turn_key`: the traces of a tool loop share it), or the trace's
-own id when that input is plain text (the agent-span pattern: one trace, one turn).
+own id when that input is plain text (the agent-span pattern: one trace, one turn). A trace with
+no user message — a tool or retriever run as a root span, or no input at all — *follows*: it
+joins the session's turn in progress (the latest that started before it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from threadline.server.store.records import SpanRecord
 
 #: The input/output rank of "no text yet" (ranks: 0 for the root span, else 1 + start_ns).
 _TEXT_MAX_RANK = 2**62
+#: Span kinds whose plain-text input is not a user's message (a tool's arguments, a query):
+#: a trace whose input comes from one of them follows the turn in progress.
+FOLLOWER_KINDS = frozenset({"TOOL", "RETRIEVER", "EMBEDDING", "RERANKER", "GUARDRAIL", "EVALUATOR"})
 
 
 @dataclass(slots=True)
@@ -48,6 +53,9 @@ class TraceState:
     input_rank: int | None = None
     output_rank: int | None = None
     turn_key: str | None = None
+    #: The trace carries no user message (a TOOL or retriever root, or no input at all): it joins
+    #: the session's turn in progress (:mod:`.turns` assigns ``turn_key``) instead of starting one.
+    follows: bool = False
 
     def copy(self) -> TraceState:
         """An independent copy (the row before a batch is merged in)."""
@@ -66,6 +74,7 @@ def merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> N
     """Fold new spans (sorted by start) into a trace's rollup; its turn key follows its input."""
     if fresh:
         state.start_ns, state.end_ns = spans[0].start_ns, spans[0].end_ns
+    keyed = False
     for r in spans:
         state.spans += 1
         state.start_ns = min(state.start_ns, r.start_ns)
@@ -91,10 +100,17 @@ def merge_spans(state: TraceState, spans: list[SpanRecord], *, fresh: bool) -> N
         if r.input and rank < (state.input_rank if state.input_rank is not None else _TEXT_MAX_RANK):
             state.input, state.input_rank = r.input, rank
             state.turn_key = r.turn_key
+            state.follows = r.turn_key is None and r.kind in FOLLOWER_KINDS
+            keyed = True
         if r.output and rank < (state.output_rank if state.output_rank is not None else _TEXT_MAX_RANK):
             state.output, state.output_rank = r.output, rank
-    if not (state.turn_key and state.turn_key.startswith(MESSAGE_KEY_PREFIX)):
-        state.turn_key = state.trace_id  # plain-text input (or none yet): the trace is its own turn
+    if state.input_rank is None:
+        state.follows = True  # no input at all (yet): something the app did within a turn
+    if state.follows:
+        if keyed or fresh:
+            state.turn_key = None  # assigned by the turn writer: the session's turn in progress
+    elif not (state.turn_key and state.turn_key.startswith(MESSAGE_KEY_PREFIX)):
+        state.turn_key = state.trace_id  # plain-text input: the trace is its own turn
 
 
 @dataclass(slots=True)

@@ -3,9 +3,10 @@
 After a batch has merged its spans into their ``traces`` rows, :class:`TurnWriter` folds each
 changed trace into its turn (:meth:`~.turn_state.TurnState.add_trace`): the stored turn rows
 are read once per batch (locked on PostgreSQL, in key order), changed in memory and written
-back. A trace can change turns — its root span, with plain-text input, can arrive after an LLM
-span whose message list named another turn — and a turn that loses a trace is rebuilt from
-its remaining traces (rare: one indexed read). The old and new turn rows are what
+back. A trace with no user message of its own (a tool run as a root span) joins the session's
+turn in progress when it arrives. A trace can change turns — its root span, with plain-text
+input, can arrive after an LLM span whose message list named another turn — and a turn that
+loses a trace is rebuilt from its remaining traces (rare: one indexed read). The old and new turn rows are what
 :mod:`.rollups` turns into session and user increments.
 """
 
@@ -38,6 +39,10 @@ _SQLITE_INSERT = f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.j
 _UPDATE = (f"UPDATE turns SET {', '.join(f'{n} = ?' for n in _TURN_FIELDS)} "
            "WHERE project_id = ? AND session_id = ? AND turn_key = ?")
 _DELETE = "DELETE FROM turns WHERE project_id = ? AND session_id = ? AND turn_key = ?"
+#: The session's latest turn that started no later than a time (the turn in progress then).
+_IN_PROGRESS = ("SELECT start_ns, turn_key FROM turns WHERE project_id = ? AND session_id = ? AND start_ns <= ? "
+                "AND traces > 0 ORDER BY start_ns DESC, turn_key DESC LIMIT 1")
+_SET_KEY = "UPDATE traces SET turn_key = ? WHERE id = ?"
 
 
 def turn_of(trace: TraceState | None) -> TurnId | None:
@@ -55,11 +60,16 @@ class TurnWriter:
         self._postgres = bulk.dialect == "postgresql"
         self._update = _UPDATE.replace("?", "%s") if self._postgres else _UPDATE
         self._delete = _DELETE.replace("?", "%s") if self._postgres else _DELETE
+        self._in_progress = _IN_PROGRESS.replace("?", "%s") if self._postgres else _IN_PROGRESS
+        self._set_key = _SET_KEY.replace("?", "%s") if self._postgres else _SET_KEY
 
     def apply(self, tx: Connection, olds: dict[tuple[int, str], TraceState | None],
               news: dict[tuple[int, str], TraceState]) -> tuple[TurnRows, TurnRows]:
         """Fold the changed traces (``olds``/``news``: their rows before and after the batch, already
         stored) into their turns; the touched turns' rows before and after."""
+        followers = [n for n in news.values() if n.follows and n.session_id is not None and n.turn_key is None]
+        if followers:
+            self._assign(tx, followers, news)
         moves: list[tuple[TurnId | None, TurnId | None, TraceState | None, TraceState]] = []
         touched: set[TurnId] = set()
         for key, new in news.items():
@@ -100,6 +110,26 @@ class TurnWriter:
                 states[tid] = fold_turn(*tid, traces)
         self._write(tx, stored, states)
         return old_rows, states
+
+    def _assign(self, tx: Connection, followers: list[TraceState], news: dict[tuple[int, str], TraceState]) -> None:
+        """Put each following trace (no user message of its own) in its session's turn in progress:
+        the turn of the latest trace that starts a turn no later than it, among this batch's and the
+        stored ones; with none, the trace is a turn of its own. Its ``traces`` row is updated."""
+        starters: dict[tuple[int, str], list[tuple[int, str]]] = {}
+        for n in news.values():
+            if n.session_id is not None and not n.follows and n.turn_key is not None:
+                starters.setdefault((n.project_id, n.session_id), []).append((n.start_ns, n.turn_key))
+        updates = []
+        for f in followers:
+            assert f.session_id is not None
+            best = max(((start, key) for start, key in starters.get((f.project_id, f.session_id), [])
+                        if start <= f.start_ns), default=None)
+            stored = tx.exec_driver_sql(self._in_progress, (f.project_id, f.session_id, f.start_ns)).first()
+            if stored is not None and (best is None or stored[0] > best[0]):
+                best = (stored[0], stored[1])
+            f.turn_key = best[1] if best is not None else f.trace_id
+            updates.append((f.turn_key, f.id))
+        tx.exec_driver_sql(self._set_key, updates)
 
     def _turns(self, tx: Connection, keys: list[TurnId]) -> dict[TurnId, TurnState]:
         """The stored rows of these turns (locked until commit on PostgreSQL, in key order)."""

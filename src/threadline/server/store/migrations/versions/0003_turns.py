@@ -6,7 +6,8 @@ Create Date: 2026-12-01 20:00:00
 
 A turn used to be one trace; now it is one user message and everything the app did to answer
 it (DESIGN §3), so the LLM calls of a tool loop — one trace each with the OpenAI instrumentor —
-are one turn. This revision adds ``traces.turn_key`` (and its index), the ``turns`` rollup table,
+are one turn. This revision adds ``traces.turn_key`` (and its index), ``traces.follows`` (a trace with no
+user message that joined the turn in progress; stored traces keep a turn of their own), the ``turns`` rollup table,
 ``spans.detail`` (what a turn's steps show, derived at ingest; NULL for spans stored before), and
 renames the session's first/last trace ids to the turn keys they now hold. Stored sessions are
 regrouped: each trace's key is derived again from the span its input came from, in batches with
@@ -38,6 +39,7 @@ _BATCH = 2000
 def upgrade() -> None:
     op.add_column("spans", sa.Column("detail", sa.Text(), nullable=True))
     op.add_column("traces", sa.Column("turn_key", sa.String(), nullable=True))
+    op.add_column("traces", sa.Column("follows", sa.Boolean(), nullable=True))
     op.create_index("ix_traces_turn", "traces", ["project_id", "session_id", "turn_key"])
     op.execute("ALTER TABLE sessions RENAME COLUMN first_trace_id TO first_turn_key")
     op.execute("ALTER TABLE sessions RENAME COLUMN last_trace_id TO last_turn_key")
@@ -127,5 +129,6 @@ def downgrade() -> None:
     op.drop_index("ix_traces_turn", table_name="traces")
     with op.batch_alter_table("traces") as batch:
         batch.drop_column("turn_key")
+        batch.drop_column("follows")
     with op.batch_alter_table("spans") as batch:
         batch.drop_column("detail")
