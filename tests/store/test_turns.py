@@ -198,7 +198,8 @@ def test_a_tool_traced_on_its_own_joins_the_turn_in_progress(store: Store, batch
             writer.write(tx, ordered[i:i + batch_size], now_ns=1)
     turns = turns_of(store)
     assert [(r.input, r.output, r.traces) for r in turns] == [
-        (question, answer, traces + (1 if question.startswith("Where") else 0)) for question, answer, traces in expected]
+        (question, answer, traces + (1 if question.startswith("Where") else 0))
+        for question, answer, traces in expected]
     assert [r.errors > 0 for r in turns] == [False, True, False]  # the failed tool fails its turn
     with store.read() as conn:
         assert conn.execute(select(t.sessions.c.turns, t.sessions.c.spans)).one() == (3, 5)
