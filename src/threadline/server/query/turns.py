@@ -75,8 +75,12 @@ def _assemble(rows: list[Any]) -> _TurnSteps:
             for result in _detail(row.detail).get("tool_results") or []:
                 if isinstance(result, dict) and result.get("id"):
                     results.setdefault(str(result["id"]), _text(result.get("content")))
+    # A wrapper LLM span around another (LlamaIndex's ``predict`` around ``chat``) is one call.
+    wrappers = {r.parent_span_id for r in rows if r.kind == "LLM" and r.parent_span_id}
     matched: set[str] = set()
     for row in rows:
+        if row.kind == "LLM" and row.span_id in wrappers and not row.total_tokens:
+            continue
         start = to_datetime(row.start_ns)
         latency = ms(row.end_ns - row.start_ns)
         detail = _detail(row.detail)
@@ -154,9 +158,9 @@ def load_turns(conn: Connection, pid: int, turn_rows: Sequence[Row[Any]], first_
     # a turn has few spans, so they are sorted here. Only LLM and TOOL spans are steps.
     spans: dict[str, list[Any]] = defaultdict(list)
     rows = conn.execute(
-        select(sp.c.trace_id, sp.c.span_id, sp.c.name, sp.c.kind, sp.c.model, sp.c.start_ns, sp.c.end_ns,
-               sp.c.status, sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost, sp.c.output,
-               sp.c.detail)
+        select(sp.c.trace_id, sp.c.span_id, sp.c.parent_span_id, sp.c.name, sp.c.kind, sp.c.model, sp.c.start_ns,
+               sp.c.end_ns, sp.c.status, sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost,
+               sp.c.output, sp.c.detail)
         .where(sp.c.project_id == pid, sp.c.trace_id.in_(list(key_of)), sp.c.kind.in_(("LLM", "TOOL")))
     ).all() if key_of else []
     for row in sorted(rows, key=lambda r: (r.start_ns, r.span_id)):
