@@ -1,20 +1,43 @@
-"""``GET /v1/projects/{project}/traces/{trace_id}`` and ``GET /v1/projects/{project}/spans``."""
+"""``GET /v1/projects/{project}/traces`` (the trace list), ``…/traces/{trace_id}`` and ``…/spans``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.query.spans import SpanFilter, list_spans
-from threadline.server.query.traces import get_trace
+from threadline.server.query.traces import TraceFilter, get_trace, list_traces
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["traces"])
+
+
+@router.get("/v1/projects/{project}/traces", summary="List traces (with or without a session)")
+def trace_list(
+    project: str,
+    conn: ReadConn,
+    has_session: Annotated[bool | None, Query(
+        description="true: only traces of a session; false: only traces without a session.id")] = None,
+    status: Annotated[Literal["ok", "error"] | None, Query(
+        description="error: a span of the trace failed; ok: none did")] = None,
+    q: Annotated[str | None, Query(description="Full-text search over the trace's input and output")] = None,
+    start: Annotated[datetime | None, Query(description="Traces started at or after this time (RFC 3339)")] = None,
+    end: Annotated[datetime | None, Query(description="Traces started at or before this time (RFC 3339)")] = None,
+    user_id: Annotated[str | None, Query(description="Only this user's traces")] = None,
+    session_id: Annotated[str | None, Query(description="Only the traces of this session")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSONResponse:
+    """Every trace of the project, turn or not, newest first: ``[TraceSummary]``."""
+    filters = TraceFilter(has_session=has_session, status=status, q=q, start=start, end=end, user_id=user_id,
+                          session_id=session_id)
+    page = list_traces(conn, project, filters, limit=limit, cursor=cursor)
+    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
 
 
 @router.get("/v1/projects/{project}/traces/{trace_id}", summary="One trace with all its spans")

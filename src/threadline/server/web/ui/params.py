@@ -3,7 +3,8 @@
 Pages take their parameters as plain strings (an empty form field is "not set", never an error)
 and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
 The names are the REST API's (``start``, ``end``, ``user_id``, ``q``, ``has_error``, ``min_turns``,
-``sort``, ``order``, ``cursor``) plus ``range``, a preset window ending now.
+``sort``, ``order``, ``cursor``; on the traces page ``has_session``, ``status``, ``session_id``) plus
+``range``, a preset window ending now.
 
 A sort of ``score:<annotation name>`` (UI only) ranks sessions or users by the mean score of
 that annotation (best/worst first); ``min_score``/``max_score`` then filter on that mean.
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from threadline.server.query.sessions import SessionFilter
+from threadline.server.query.traces import TRACE_STATUSES, TraceFilter
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "": ("All time", None),
@@ -161,6 +163,30 @@ class SessionQuery:
 def session_query(params: Mapping[str, str], now: datetime | None = None) -> SessionQuery:
     """Parse the sessions page's query string."""
     p = clean(params)
+    preset, start, end = _window(p, now)
+    filters = SessionFilter(
+        start=start, end=end, user_id=p.get("user_id"), q=p.get("q"),
+        has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
+    )
+    sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
+    return SessionQuery(
+        filters=filters, range=preset, sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
+        cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50, ranking=ranking,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    """The parsed traces-page URL (newest first, keyset-paginated)."""
+
+    filters: TraceFilter
+    range: str
+    cursor: str | None
+    limit: int
+
+
+def _window(p: Mapping[str, str], now: datetime | None) -> tuple[str, datetime | None, datetime | None]:
+    """The ``range`` preset (``custom`` for an explicit window) and the ``start``/``end`` it means."""
     preset = p.get("range", "")
     if preset not in RANGES:
         raise BadParameter(f"range: {preset!r} is not one of {', '.join(k for k in RANGES if k)}")
@@ -170,16 +196,22 @@ def session_query(params: Mapping[str, str], now: datetime | None = None) -> Ses
         start, end = (now or datetime.now(UTC)) - window, None
     if start is not None and end is not None and start > end:
         raise BadParameter("start must not be after end")
-    filters = SessionFilter(
-        start=start, end=end, user_id=p.get("user_id"), q=p.get("q"),
-        has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
+    return (preset if preset else ("custom" if start or end else "")), start, end
+
+
+def trace_query(params: Mapping[str, str], now: datetime | None = None) -> TraceQuery:
+    """Parse the traces page's query string (the API's names plus ``range``)."""
+    p = clean(params)
+    preset, start, end = _window(p, now)
+    status = p.get("status")
+    if status is not None:
+        parse_choice("status", status, TRACE_STATUSES, "")
+    filters = TraceFilter(
+        has_session=parse_bool("has_session", p.get("has_session")), status=status, q=p.get("q"),
+        start=start, end=end, user_id=p.get("user_id"), session_id=p.get("session_id"),
     )
-    sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
-    return SessionQuery(
-        filters=filters, range=preset if preset else ("custom" if start or end else ""),
-        sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
-        cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50, ranking=ranking,
-    )
+    return TraceQuery(filters=filters, range=preset, cursor=p.get("cursor"),
+                      limit=parse_int("limit", p.get("limit"), minimum=1) or 50)
 
 
 def link(params: Mapping[str, str], path: str, drop: tuple[str, ...] = (), **changes: str | None) -> str:

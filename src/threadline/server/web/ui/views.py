@@ -1,8 +1,8 @@
 """The web UI's pages. Each renders from the same ``query`` functions as the JSON API.
 
-``router`` serves ``/`` (projects), a project's sessions, one conversation, one trace, the users
-and one user, plus (included from :mod:`.fragments`) the lazy turn details, the live updates and
-the static files. Every response carries the security headers of :mod:`.render`.
+``router`` serves ``/`` (projects), a project's sessions, one conversation, its traces, one
+trace, the users and one user, plus (included from :mod:`.fragments`) the lazy turn details, the
+live updates and the static files. Every response carries the security headers of :mod:`.render`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from threadline.server.query.overview import activity, overview, timeseries, tur
 from threadline.server.query.projects import list_projects, project_id
 from threadline.server.query.ranking import sessions_by_annotation, users_by_annotation
 from threadline.server.query.sessions import get_session, list_sessions
-from threadline.server.query.traces import get_trace
+from threadline.server.query.traces import count_sessionless_traces, get_trace, has_sessions, list_traces
 from threadline.server.query.users import get_user, list_users
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui import fragments
@@ -40,6 +40,7 @@ from threadline.server.web.ui.params import (
     parse_sort,
     session_query,
     sort_link,
+    trace_query,
 )
 from threadline.server.web.ui.render import SECURITY_HEADERS, html_response, url_part
 from threadline.server.web.ui.spans import exception_events, messages, span_tree
@@ -48,6 +49,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(fragments.router)
 
 TURNS_PER_PAGE = 100
+#: The sessions page counts traces without a session up to here ("100,000+" beyond).
+SESSIONLESS_COUNT_CAP = 100_000
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -133,8 +136,12 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         return problem(request, conn, project, 400, "Cannot show these sessions", str(exc), "sessions")
     context = base_context(request, conn, project, "sessions")
     params = context["params"]
+    sessionless = count_sessionless_traces(conn, project, at_most=SESSIONLESS_COUNT_CAP + 1)
     return html_response(
         "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES, q=query.filters.q or "",
+        sessionless=min(sessionless, SESSIONLESS_COUNT_CAP), sessionless_more=sessionless > SESSIONLESS_COUNT_CAP,
+        any_session=has_sessions(conn, project) if not page.data else True,
+        traces_url=f"/projects/{url_part(project)}/traces",
         columns=score_columns(page.data, query.ranking), ranking=query.ranking, means=means,
         version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
@@ -188,6 +195,20 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
         version=activity(conn, project, session_id) if live else "",
         **context,
     )
+
+
+@router.get("/projects/{project}/traces")
+def traces_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
+    """Every trace of the project, with or without a session: filtered, newest first, paginated."""
+    if project_id(conn, project) is None:
+        return unknown_project(request, conn, project)
+    try:
+        query = trace_query(request.query_params)
+        page = list_traces(conn, project, query.filters, limit=min(query.limit, 500), cursor=query.cursor)
+    except (BadParameter, InvalidQuery) as exc:
+        return problem(request, conn, project, 400, "Cannot show these traces", str(exc), "traces")
+    return html_response("traces.html", query=query, page=page, ranges=RANGES,
+                         **base_context(request, conn, project, "traces"))
 
 
 @router.get("/projects/{project}/traces/{trace_id}")
