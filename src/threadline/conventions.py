@@ -75,6 +75,18 @@ EXCEPTION_TYPE: Final = "exception.type"
 EXCEPTION_MESSAGE: Final = "exception.message"
 EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
 
+#: Attributes that place a span (its project, session, user, kind, turn text, model, tokens and
+#: cost): the server's per-span attribute cap keeps them wherever they come in the list.
+PLACEMENT_KEYS: Final = frozenset({
+    PROJECT_NAME, SESSION_ID, USER_ID, GEN_AI_CONVERSATION_ID, METADATA, TAG_TAGS,
+    SPAN_KIND, GEN_AI_OPERATION_NAME, INPUT_VALUE, INPUT_MIME_TYPE, OUTPUT_VALUE, OUTPUT_MIME_TYPE,
+    LLM_MODEL_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL,
+    LLM_TOKEN_PROMPT, LLM_TOKEN_COMPLETION, LLM_TOKEN_TOTAL,
+    GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS,
+    GEN_AI_USAGE_COMPLETION_TOKENS, LLM_COST_PROMPT, LLM_COST_COMPLETION, LLM_COST_TOTAL,
+    TOOL_NAME, GEN_AI_TOOL_NAME,
+})
+
 #: OpenInference span kinds, upper case as on the wire.
 SPAN_KINDS: Final = (
     "LLM", "CHAIN", "TOOL", "AGENT", "RETRIEVER", "EMBEDDING", "RERANKER", "GUARDRAIL",

@@ -112,3 +112,54 @@ def test_huge_attribute_values_are_truncated_and_counts_capped() -> None:
     big = request([{"attrs": {"big": "y" * 100_000}}]).SerializeToString()
     [one] = decode_request(big, PROTOBUF, limits=limits).spans
     assert len(str(one.attributes["big"])) < 1100
+
+
+PLACEMENT = {
+    "session.id": "long-chat", "user.id": "ann", "gen_ai.conversation.id": "conv",
+    "openinference.span.kind": "LLM", "input.value": "last question", "llm.token_count.total": 42,
+}
+
+
+def long_history(messages: int) -> dict[str, object]:
+    """A few ordinary attributes, then ``messages`` chat messages (role and content each)."""
+    attrs: dict[str, object] = {"llm.model_name": "m", "llm.output_messages.0.message.content": "answer"}
+    for i in range(messages):
+        attrs[f"llm.input_messages.{i}.message.role"] = "user" if i % 2 == 0 else "assistant"
+        attrs[f"llm.input_messages.{i}.message.content"] = f"message {i}"
+    return attrs
+
+
+def test_the_cap_keeps_the_placement_keys_even_when_they_come_last() -> None:
+    attrs = long_history(2496)
+    attrs.update(PLACEMENT)  # the 4,995th to 5,000th attribute
+    assert len(attrs) == 5000
+    resource = {f"r{i}": "v" for i in range(4999)} | {"openinference.project.name": "bot"}
+    body = request([{"attrs": attrs}], resource).SerializeToString()
+    [span] = decode_request(body, PROTOBUF, limits=Limits(max_attributes_per_span=2048)).spans
+    assert span.project == "bot"
+    assert len(span.attributes) == 2048
+    assert span.dropped_attributes == 5000 - 2048
+    assert {key: span.attributes[key] for key in PLACEMENT} == PLACEMENT
+    assert span.attributes["llm.model_name"] == "m"
+    assert span.attributes["llm.output_messages.0.message.content"] == "answer"
+    # 7 placement keys (llm.model_name is one) and 1 other leave room for the newest 1,020 messages
+    kept = [key for key in span.attributes if key.startswith("llm.input_messages.")]
+    assert kept == [f"llm.input_messages.{i}.message.{part}" for i in range(1476, 2496) for part in ("role", "content")]
+    assert span.attributes["llm.input_messages.2494.message.content"] == "message 2494"
+
+
+def test_the_placement_keys_stay_even_past_a_tiny_cap() -> None:
+    attrs = {**long_history(10), **PLACEMENT}
+    [span] = decode_request(request([{"attrs": attrs}]).SerializeToString(), PROTOBUF,
+                            limits=Limits(max_attributes_per_span=3)).spans
+    placement = {**PLACEMENT, "llm.model_name": "m"}  # the model names the span too
+    assert span.attributes == placement
+    assert span.dropped_attributes == len(attrs) - len(placement)
+
+
+def test_under_the_cap_nothing_is_chosen_or_dropped() -> None:
+    attrs = {**PLACEMENT, **long_history(5)}
+    [span] = decode_request(request([{"attrs": attrs}]).SerializeToString(), PROTOBUF,
+                            limits=Limits(max_attributes_per_span=len(attrs))).spans
+    assert list(span.attributes) == list(attrs)
+    assert span.dropped_attributes == 0

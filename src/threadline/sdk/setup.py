@@ -5,6 +5,13 @@ an OTLP exporter (HTTP/protobuf or gRPC) pointed at Threadline, and, in front of
 processor, :class:`~threadline.sdk.processor.ContextAttributesSpanProcessor` so the session,
 user, metadata and tags of the context land on every span.
 
+Span limits: OpenTelemetry keeps at most 128 attributes per span by default and evicts the
+*oldest* first — the context attributes, once an LLM span lists a long chat history. So the
+provider has no span attribute count limit, unless ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or
+``OTEL_ATTRIBUTE_COUNT_LIMIT`` is set: then that limit holds, and
+:class:`~threadline.sdk.processor.ContextAttributesKeeper` puts evicted context attributes back
+before export. Attribute *length* limits are OpenTelemetry's (none unless set).
+
 The SDK reads three environment variables, declared here and only here:
 """
 
@@ -17,8 +24,12 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
+from opentelemetry.sdk.environment_variables import (
+    OTEL_ATTRIBUTE_COUNT_LIMIT,
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT,
+)
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -27,10 +38,11 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from threadline import conventions
-from threadline.sdk.processor import ContextAttributesSpanProcessor
+from threadline.sdk.processor import ContextAttributesKeeper, ContextAttributesSpanProcessor
 
 __all__ = [
     "API_KEY_ENV",
+    "ATTRIBUTE_COUNT_LIMIT_ENVS",
     "DEFAULT_GRPC_ENDPOINT",
     "DEFAULT_HTTP_ENDPOINT",
     "DEFAULT_PROJECT",
@@ -39,6 +51,7 @@ __all__ = [
     "PROJECT_ENV",
     "Protocol",
     "register",
+    "span_limits",
 ]
 
 Protocol = Literal["http/protobuf", "grpc"]
@@ -59,6 +72,9 @@ DEFAULT_PROJECT: Final = "default"
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 
 _PROTOCOLS: Final = ("http/protobuf", "grpc")
+#: OpenTelemetry's own variables that set a span attribute count limit; either one set means the
+#: user chose, and ``register()`` leaves the limit to OpenTelemetry (set but empty: no limit).
+ATTRIBUTE_COUNT_LIMIT_ENVS: Final = (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT)
 _logger = logging.getLogger("threadline")
 
 __doc__ = (__doc__ or "") + "".join(
@@ -116,13 +132,32 @@ def register(
     exporter = EndpointReportingExporter(
         _exporter(resolved_protocol, url, export_headers, timeout), url, resolved_protocol
     )
-    provider = _ReportingTracerProvider(exporter, resource=Resource.create({conventions.PROJECT_NAME: project}))
+    limits = span_limits()
+    provider = _ReportingTracerProvider(
+        exporter, resource=Resource.create({conventions.PROJECT_NAME: project}), span_limits=limits
+    )
     provider.add_span_processor(ContextAttributesSpanProcessor())
-    provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
+    export: SpanProcessor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    if limits.max_span_attributes is not None:
+        export = ContextAttributesKeeper(export, limits.max_span_attributes)
+    provider.add_span_processor(export)
     if set_global:
         trace.set_tracer_provider(provider)
     _logger.debug("threadline: exporting project %r to %s (%s)", project, url, resolved_protocol)
     return provider
+
+
+def span_limits() -> SpanLimits:
+    """The span limits ``register()`` gives its provider.
+
+    OpenTelemetry's defaults, except that a span may hold any number of attributes — unless
+    ``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`` or ``OTEL_ATTRIBUTE_COUNT_LIMIT`` is set, which then
+    decides as usual (OpenTelemetry reads and validates it). With the default limit of 128, a
+    chat history of 64 messages already evicts ``session.id`` and ``user.id``.
+    """
+    if any(name in os.environ for name in ATTRIBUTE_COUNT_LIMIT_ENVS):
+        return SpanLimits()
+    return SpanLimits(max_span_attributes=SpanLimits.UNSET)
 
 
 class EndpointReportingExporter(SpanExporter):

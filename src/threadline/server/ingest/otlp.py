@@ -10,6 +10,7 @@ import base64
 import json
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")
 _TRUNCATION_MARK = "…[truncated by Threadline: {n} characters]"
 #: Times are stored as signed 64-bit nanoseconds (until 2262); OTLP's fixed64 can say more.
 MAX_TIME_NS = 2**63 - 1
+_PLACEMENT_KEYS = cv.PLACEMENT_KEYS
+_INPUT_MESSAGES = cv.LLM_INPUT_MESSAGES + "."
 
 
 #: A request body: bytes as received, or a view of a reused receive buffer (decode processes).
@@ -211,7 +214,8 @@ def _bound(text: str, limit: int) -> str:
 def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
     """Attributes as a dict, at most ``max_attributes_per_span``; also the number dropped.
 
-    The common scalar cases are handled inline: this loop runs for every attribute of every span.
+    Over the cap, :func:`within_cap` chooses which to keep (the placement keys always). The
+    common scalar cases are handled inline: this loop runs for every attribute of every span.
     A non-empty ``string_value`` can only be the set member of the value's oneof, so most
     attributes (strings) need no ``WhichOneof`` call.
     """
@@ -219,8 +223,12 @@ def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
     limit = limits.max_attribute_chars
     most = limits.max_attributes_per_span
     count = len(kvs)
+    dropped = 0
+    if count > most:
+        kvs = within_cap(kvs, most)
+        dropped = count - len(kvs)
     kv: KeyValue
-    for kv in kvs if count <= most else kvs[:most]:
+    for kv in kvs:
         key = kv.key
         if len(key) > 1024:
             key = _bound(key, 1024)
@@ -238,7 +246,37 @@ def attributes(kvs: Any, limits: Limits) -> tuple[dict[str, Any], int]:
             out[key] = value.bool_value
         else:
             out[key] = any_value(value, limits)
-    return out, max(0, count - most)
+    return out, dropped
+
+
+def within_cap(kvs: Sequence[KeyValue], most: int) -> list[KeyValue]:
+    """The attributes to keep of a list longer than ``most``, in their order.
+
+    First every key of :data:`~threadline.conventions.PLACEMENT_KEYS` (session, user, project,
+    kind, turn text, model, tokens, cost), wherever it comes: the span must still land in its
+    conversation. Then the others in order, chat input messages (``llm.input_messages.*``) last
+    and the *newest* of them: a long history overflows there, and the turn is named by its last
+    user message and the one before it. Only the placement keys may take the count past
+    ``most`` (when ``most`` is smaller than their number).
+    """
+    placement: dict[str, int] = {}  # key -> index of its last occurrence (the one a dict keeps)
+    messages: list[int] = []
+    others: list[int] = []
+    for index, kv in enumerate(kvs):
+        key = kv.key
+        if key in _PLACEMENT_KEYS:
+            placement[key] = index
+        elif key.startswith(_INPUT_MESSAGES):
+            messages.append(index)
+        else:
+            others.append(index)
+    room = max(0, most - len(placement))
+    chosen = [*placement.values(), *others[:room]]
+    room -= min(room, len(others))
+    if room:
+        chosen.extend(messages[-room:])
+    chosen.sort()
+    return [kvs[index] for index in chosen]
 
 
 def decode_request(
