@@ -33,6 +33,8 @@ import orjson
 from threadline import conventions as cv
 
 _JSON_PARSE_LIMIT = 1024 * 1024
+#: No chat history has more messages than this: a larger index is hostile, not a history.
+_MAX_MESSAGE_INDEX = 2**20
 #: Longest string in a span's detail JSON (longer ones are cut, ending in "…").
 MAX_DETAIL_CHARS = 4096
 #: Most entries in one list of a span's detail JSON (tool calls, tool results).
@@ -92,7 +94,7 @@ def _raw_messages(attrs: dict[str, Any], prefix: str, bases: list[str] | None = 
     """The (role, content) attribute values of each message, unconverted (converting every one of
     a long chat history costs more than the few a caller looks at).
 
-    Numbering may start at 1 (the OpenAI Responses API keeps index 0 for ``instructions``). A
+    Numbering may start past 0 (:func:`_lowest_index`: the Responses API, evicted history). A
     ``user`` message with a ``message.tool_call_id`` is a tool result (Bedrock sends Anthropic's
     ``tool_result`` so) and gets the role ``tool``. ``bases`` receives each message's key prefix.
     """
@@ -106,9 +108,11 @@ def _raw_messages(attrs: dict[str, Any], prefix: str, bases: list[str] | None = 
         if content is None:
             content = _content_parts(attrs, base) if get(part_key) is not None else None
             if role is None and content is None:
-                if index == 0:
-                    index = 1
-                    continue
+                if index == 0 and not out:
+                    start = _lowest_index(attrs, prefix)
+                    if start is not None and start > 0:
+                        index = start
+                        continue
                 return out
         if role == "user" and get(tool_call_id_key):
             role = "tool"
@@ -116,6 +120,22 @@ def _raw_messages(attrs: dict[str, Any], prefix: str, bases: list[str] | None = 
         if bases is not None:
             bases.append(base)
         index += 1
+
+
+def _lowest_index(attrs: dict[str, Any], prefix: str) -> int | None:
+    """The lowest message index present under ``prefix``, when the numbering does not start at 0:
+    the Responses API starts at 1, and an attribute limit (the SDK's, which evicts the oldest, or
+    the server's, which keeps the newest messages) can drop the first messages of a long history.
+    Only read when message 0 is missing; an index past any real history (a hostile
+    ``llm.input_messages.4294967295``) is not a start."""
+    head = prefix + "."
+    lowest: int | None = None
+    for key in attrs:
+        if key.startswith(head):
+            number, _, _ = key[len(head):].partition(".")
+            if number.isdigit() and int(number) <= _MAX_MESSAGE_INDEX and (lowest is None or int(number) < lowest):
+                lowest = int(number)
+    return lowest
 
 
 def _last_text(raw: list[tuple[Any, Any]], roles: tuple[str, ...]) -> str | None:
