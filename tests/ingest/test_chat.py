@@ -688,12 +688,12 @@ def test_json_input_forms_give_the_flattened_key() -> None:
 
 def test_a_history_whose_oldest_messages_were_evicted_keeps_its_turn_text_and_key() -> None:
     messages = [{"role": "system", "content": "be brief"}]
-    for n in range(60):
+    for n in range(100):
         messages += [{"role": "user", "content": f"question {n}"}, {"role": "assistant", "content": f"answer {n}"}]
     messages.append({"role": "user", "content": "the last question"})
     whole = {f"llm.input_messages.{i}.message.{k}": v for i, m in enumerate(messages) for k, v in
              (("role", m["role"]), ("content", m["content"]))}
-    # An attribute limit dropped the oldest 100 messages (the SDK's evicts the oldest attributes).
-    newest = {k: v for k, v in whole.items() if int(k.split(".")[2]) >= 100}
+    # OpenTelemetry's default limit of 128 attributes kept the newest 64 messages of 201.
+    newest = {k: v for k, v in whole.items() if int(k.split(".")[2]) >= len(messages) - 64}
     assert input_text(newest) == input_text(whole) == "the last question"
     assert turn_key(newest) == turn_key(whole) is not None

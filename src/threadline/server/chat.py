@@ -33,6 +33,9 @@ import orjson
 from threadline import conventions as cv
 
 _JSON_PARSE_LIMIT = 1024 * 1024
+#: A span that lost its first messages to an attribute limit still has at least this many
+#: attributes (the smallest limits in use are OpenTelemetry's default 128 and the server's cap).
+_EVICTION_MIN_ATTRIBUTES = 64
 #: No chat history has more messages than this: a larger index is hostile, not a history.
 _MAX_MESSAGE_INDEX = 2**20
 #: Longest string in a span's detail JSON (longer ones are cut, ending in "…").
@@ -109,7 +112,8 @@ def _raw_messages(attrs: dict[str, Any], prefix: str, bases: list[str] | None = 
             content = _content_parts(attrs, base) if get(part_key) is not None else None
             if role is None and content is None:
                 if index == 0 and not out:
-                    start = _lowest_index(attrs, prefix)
+                    start = 1 if get(_message_keys(prefix, 1)[0]) is not None else (
+                        _lowest_index(attrs, prefix) if len(attrs) >= _EVICTION_MIN_ATTRIBUTES else None)
                     if start is not None and start > 0:
                         index = start
                         continue
@@ -120,6 +124,65 @@ def _raw_messages(attrs: dict[str, Any], prefix: str, bases: list[str] | None = 
         if bases is not None:
             bases.append(base)
         index += 1
+
+
+def _has_message(attrs: dict[str, Any], prefix: str, index: int) -> bool:
+    role_key, content_key, _, _, part_key = _message_keys(prefix, index)
+    return role_key in attrs or content_key in attrs or part_key in attrs
+
+
+def _first_index(attrs: dict[str, Any], prefix: str) -> int | None:
+    """Where the numbering of the messages starts (0; 1 for the Responses API; later when an
+    attribute limit dropped the first messages); ``None`` without messages."""
+    if _has_message(attrs, prefix, 0):
+        return 0
+    if _has_message(attrs, prefix, 1):
+        return 1
+    return _lowest_index(attrs, prefix) if len(attrs) >= _EVICTION_MIN_ATTRIBUTES else None
+
+
+def _tail_messages(attrs: dict[str, Any], prefix: str, bases: list[str]) -> list[tuple[Any, Any]]:
+    """The messages from the one before the last user message with text to the end — all that
+    the turn text, the turn key and the tool results read — as :func:`_raw_messages` gives them.
+
+    The last index is found by exponential then binary search (a few lookups, not one per
+    message: every LLM call of a long chat resends the whole history). Without a user message,
+    every message.
+    """
+    first = _first_index(attrs, prefix)
+    if first is None:
+        return []
+    step = 1
+    while step <= _MAX_MESSAGE_INDEX and _has_message(attrs, prefix, first + step):
+        step *= 2
+    low, high = first + step // 2, first + step  # message `low` exists, `high` does not
+    if step == 1:
+        low = first
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _has_message(attrs, prefix, middle):
+            low = middle
+        else:
+            high = middle
+    get = attrs.get
+    out: list[tuple[Any, Any]] = []
+    seen_user = False
+    for index in range(low, first - 1, -1):
+        role_key, content_key, base, tool_call_id_key, part_key = _message_keys(prefix, index)
+        role = get(role_key)
+        content = get(content_key)
+        if content is None and get(part_key) is not None:
+            content = _content_parts(attrs, base)
+        if role == "user" and get(tool_call_id_key):
+            role = "tool"
+        out.append((role, content))
+        bases.append(base)
+        if seen_user:
+            break
+        seen_user = _role(role) == "user" and bool(_content_text(content))
+    out.reverse()
+    bases.reverse()
+    return out
 
 
 def _lowest_index(attrs: dict[str, Any], prefix: str) -> int | None:
@@ -246,8 +309,8 @@ def _parse_json(value: Any) -> Any:
     if not stripped or stripped[0] not in "[{" or len(value) > _JSON_PARSE_LIMIT:
         return value
     try:
-        return json.loads(value)
-    except (json.JSONDecodeError, RecursionError):
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # also past orjson's nesting limit, or with a lone surrogate
         return value
 
 
@@ -336,7 +399,7 @@ class _SpanChat:
 
     def inputs(self) -> list[tuple[Any, Any]]:
         if self._inputs is None:
-            self._inputs = _raw_messages(self.attrs, cv.LLM_INPUT_MESSAGES, self._input_bases)
+            self._inputs = _tail_messages(self.attrs, cv.LLM_INPUT_MESSAGES, self._input_bases)
         return self._inputs
 
     def outputs(self) -> list[tuple[Any, Any]]:
@@ -896,8 +959,8 @@ def _argument_words(arguments: Any) -> str:
         if not text.startswith("{") or len(text) > _WORDS_PARSE_LIMIT:
             return _short(text, _WORDS_ARGS_CHARS)
         try:
-            arguments = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+            arguments = orjson.loads(text)
+        except orjson.JSONDecodeError:
             return _short(text, _WORDS_ARGS_CHARS)
     if not isinstance(arguments, dict):
         return _short(_literal(arguments), _WORDS_ARGS_CHARS)
@@ -917,8 +980,8 @@ def _argument_words(arguments: Any) -> str:
 def _literal(value: Any) -> str:
     """``value`` as a JSON literal (``"sms"``, ``1234``, ``true``)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (ValueError, TypeError, RecursionError):
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # a type orjson cannot encode, or nested too deep
         return "…"
 
 

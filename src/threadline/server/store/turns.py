@@ -35,7 +35,7 @@ TurnRows = dict[TurnId, TurnState | None]
 
 _CHUNK = 400
 _TURN_FIELDS = TURN_COLUMNS[3:]
-_SQLITE_INSERT = f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.join('?' * len(TURN_COLUMNS))})"
+_INSERT = f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.join('?' * len(TURN_COLUMNS))})"
 _UPDATE = (f"UPDATE turns SET {', '.join(f'{n} = ?' for n in _TURN_FIELDS)} "
            "WHERE project_id = ? AND session_id = ? AND turn_key = ?")
 _DELETE = "DELETE FROM turns WHERE project_id = ? AND session_id = ? AND turn_key = ?"
@@ -58,6 +58,7 @@ class TurnWriter:
     def __init__(self, bulk: Bulk) -> None:
         self._bulk = bulk
         self._postgres = bulk.dialect == "postgresql"
+        self._insert = _INSERT.replace("?", "%s") if self._postgres else _INSERT
         self._update = _UPDATE.replace("?", "%s") if self._postgres else _UPDATE
         self._delete = _DELETE.replace("?", "%s") if self._postgres else _DELETE
         self._in_progress = _IN_PROGRESS.replace("?", "%s") if self._postgres else _IN_PROGRESS
@@ -72,6 +73,7 @@ class TurnWriter:
             self._assign(tx, followers, news)
         moves: list[tuple[TurnId | None, TurnId | None, TraceState | None, TraceState]] = []
         touched: set[TurnId] = set()
+        fresh: set[TurnId] = set()
         for key, new in news.items():
             old = olds[key]
             before, after = turn_of(old), turn_of(new)
@@ -79,14 +81,18 @@ class TurnWriter:
                 continue
             touched.update(k for k in (before, after) if k is not None)
             moves.append((before, after, old, new))
+            if old is None and after is not None and after[2] == new.trace_id:
+                # A trace this batch created, a turn of its own: no other trace can be in that turn
+                # yet (nor, on PostgreSQL, in another transaction: it would have the same trace).
+                fresh.add(after)
         if not touched:
             return {}, {}
-        ordered = sorted(touched)
-        if self._postgres:  # rows to lock: create the missing ones first (placeholders, no traces)
+        ordered = sorted(touched - fresh)
+        if self._postgres and ordered:  # rows to lock: create the missing ones first (placeholders)
             self._bulk.create_missing(tx, t.turns, ("project_id", "session_id", "turn_key"),
                                       [_placeholder(k) for k in ordered])
-        stored = self._turns(tx, ordered)
-        old_rows: TurnRows = {}
+        stored = self._turns(tx, ordered) if ordered else {}
+        old_rows: TurnRows = dict.fromkeys(fresh)
         for k in ordered:
             row = stored.get(k)
             old_rows[k] = row if row is not None and row.traces > 0 else None  # a placeholder counts nothing
@@ -168,8 +174,8 @@ class TurnWriter:
                 updates.append((*(getattr(state, n) for n in _TURN_FIELDS), *key))
             else:
                 inserts.append(turn_row(state))
-        if inserts:  # SQLite only: on PostgreSQL every touched row exists (placeholders)
-            tx.exec_driver_sql(_SQLITE_INSERT, inserts)
+        if inserts:  # new turns (on PostgreSQL, those of new traces: the others have placeholders)
+            tx.exec_driver_sql(self._insert, inserts)
         if updates:
             tx.exec_driver_sql(self._update, updates)
         if deletes:
