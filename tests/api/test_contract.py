@@ -120,6 +120,23 @@ def test_long_session_pages_turns(filled: Filled) -> None:
     assert seen == list(enumerate(conv.trace_ids))
 
 
+def test_search_inside_a_session_and_open_it_at_a_turn(filled: Filled) -> None:
+    conv = next(c for c in filled.conversations if c.session_id == "long")
+    path = f"{sessions_path(filled)}/long"
+    wanted = conv.turns[9].question
+    body = filled.client.get(path, params={"q": wanted, "turn_limit": 2}).json()
+    expected = [i for i, turn in enumerate(conv.turns) if turn.question == wanted or turn.answer == wanted]
+    assert body["matching_turns"] == expected and 9 in expected  # found beyond the two turns returned
+    assert [t["index"] for t in body["turns"]] == [0, 1]
+    opened = filled.client.get(path, params={"turn_at": 9, "turn_limit": 2}).json()
+    assert [(t["index"], t["trace_id"]) for t in opened["turns"]] == [(9, conv.trace_ids[9]), (10, conv.trace_ids[10])]
+    assert "matching_turns" not in opened
+    for params in ({"turn_at": 99}, {"turn_at": -1}, {"q": "  "}, {"turn_at": 1, "turn_cursor": "x"}):
+        response = filled.client.get(path, params=params)
+        assert response.status_code == 400, params
+        assert set(response.json()["error"]) == {"code", "message"}
+
+
 @pytest.mark.parametrize("sort, key", [
     ("start_time", "start_time"), ("end_time", "end_time"), ("turns", "turns"), ("tokens", "tokens"),
     ("cost", "cost_usd"), ("duration", "duration_ms"), ("errors", "errors"),

@@ -99,7 +99,6 @@ traces = Table(
     Column("follows", Boolean, nullable=True),
     UniqueConstraint("project_id", "trace_id", name="uq_traces_project_trace"),
     Index("ix_traces_session", "project_id", "session_id", "start_ns"),
-    Index("ix_traces_turn", "project_id", "session_id", "turn_key"),
     Index("ix_traces_user", "project_id", "user_id", "start_ns"),
     Index("ix_traces_start", "project_id", "start_ns"),
 )
@@ -217,4 +216,40 @@ annotations = Table(
     Column("updated_ns", BigInteger, nullable=False),
     UniqueConstraint("project_id", "target_kind", "target_id", "name", "identifier", name="uq_annotations_target"),
     Index("ix_annotations_name", "project_id", "name", "target_kind"),
+)
+
+annotation_configs = Table(
+    "annotation_configs",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("name", String, nullable=False),
+    Column("kind", String, nullable=False),  # categorical | continuous | freeform
+    Column("labels", Text, nullable=False, default="[]"),  # JSON [{label, polarity, score}]
+    Column("direction", String, nullable=False),  # higher_is_better | lower_is_better
+    Column("min_score", Float, nullable=True),
+    Column("max_score", Float, nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    PrimaryKeyConstraint("project_id", "name", name="pk_annotation_configs"),
+)
+
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, nullable=False),
+    Column("evaluators", Text, nullable=False),  # JSON array of evaluator names
+    Column("filters", Text, nullable=False, default="{}"),  # JSON: session_ids, since, identifier, closed_only
+    Column("status", String, nullable=False),  # queued | running | done | failed | interrupted
+    Column("done", Integer, nullable=False, default=0),  # (evaluator, session) pairs finished
+    Column("total", Integer, nullable=True),
+    Column("report", Text, nullable=True),  # JSON, once finished
+    Column("error", Text, nullable=True),
+    Column("runner", String, nullable=True),  # host:pid:token of the process running it
+    Column("heartbeat_ns", BigInteger, nullable=True),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("started_ns", BigInteger, nullable=True),
+    Column("finished_ns", BigInteger, nullable=True),
+    Index("ix_eval_runs_project", "project_id", "id"),
 )

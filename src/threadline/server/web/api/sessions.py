@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
@@ -46,12 +47,22 @@ def session(
     conn: ReadConn,
     turn_limit: Annotated[int | None, Query(ge=1, le=1000, description="Page long sessions")] = None,
     turn_cursor: Annotated[str | None, Query(description="next_turn_cursor of the previous page")] = None,
+    turn_at: Annotated[int | None, Query(ge=0, description="Start the turns at this index (0-based)")] = None,
+    q: Annotated[str | None, Query(description="Full-text search over every turn of the session: "
+                                               "`matching_turns` lists the indexes of the turns that match")] = None,
 ) -> JSONResponse:
-    """The session summary plus ``turns``: input, output, status, tokens, cost, LLM and tool calls."""
+    """The session summary plus ``turns``: input, output, status, tokens, cost, steps (LLM and tool
+    calls in the order they ran); with ``q``, ``matching_turns`` over the whole session."""
+    if turn_at is not None:
+        if turn_cursor is not None:
+            raise ApiError(400, "invalid_query", "give turn_at or turn_cursor, not both")
+        turn_cursor = turn_cursor_at(conn, project, session_id, turn_at)
     detail = get_session(conn, project, session_id, turn_limit=turn_limit, turn_cursor=turn_cursor)
     if detail is None:
         raise ApiError(404, "session_not_found", f"no session {session_id!r} in project {project!r}")
     body = to_json(detail.summary)
     body["turns"] = to_json(detail.turns)
     body["next_turn_cursor"] = detail.next_turn_cursor
+    if q is not None:
+        body["matching_turns"] = matching_turns(conn, project, session_id, q)
     return JSONResponse(body)

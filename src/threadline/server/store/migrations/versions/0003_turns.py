@@ -6,7 +6,7 @@ Create Date: 2026-12-01 20:00:00
 
 A turn used to be one trace; now it is one user message and everything the app did to answer
 it (DESIGN §3), so the LLM calls of a tool loop — one trace each with the OpenAI instrumentor —
-are one turn. This revision adds ``traces.turn_key`` (and its index), ``traces.follows`` (a trace with no
+are one turn. This revision adds ``traces.turn_key`` (read through the session index: a turn's traces are in its session), ``traces.follows`` (a trace with no
 user message that joined the turn in progress; stored traces keep a turn of their own), the ``turns`` rollup table,
 ``spans.detail`` (what a turn's steps show, derived at ingest; NULL for spans stored before), and
 renames the session's first/last trace ids to the turn keys they now hold. Stored sessions are
@@ -40,7 +40,6 @@ def upgrade() -> None:
     op.add_column("spans", sa.Column("detail", sa.Text(), nullable=True))
     op.add_column("traces", sa.Column("turn_key", sa.String(), nullable=True))
     op.add_column("traces", sa.Column("follows", sa.Boolean(), nullable=True))
-    op.create_index("ix_traces_turn", "traces", ["project_id", "session_id", "turn_key"])
     op.execute("ALTER TABLE sessions RENAME COLUMN first_trace_id TO first_turn_key")
     op.execute("ALTER TABLE sessions RENAME COLUMN last_trace_id TO last_turn_key")
     op.create_table(
@@ -126,7 +125,6 @@ def downgrade() -> None:
     op.drop_table("turns")
     op.execute("ALTER TABLE sessions RENAME COLUMN first_turn_key TO first_trace_id")
     op.execute("ALTER TABLE sessions RENAME COLUMN last_turn_key TO last_trace_id")
-    op.drop_index("ix_traces_turn", table_name="traces")
     with op.batch_alter_table("traces") as batch:
         batch.drop_column("turn_key")
         batch.drop_column("follows")
