@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from threadline.server.chat import input_text, output_text, turn_key
+from threadline.server.chat import input_text, output_text, span_detail, turn_key
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
 from threadline.server.store.erase import erase_turns
@@ -30,6 +30,10 @@ def flat(prefix: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
             attrs[f"{prefix}.{i}.message.content"] = m["content"]
         for j, call in enumerate(m.get("tool_calls", [])):
             attrs[f"{prefix}.{i}.message.tool_calls.{j}.tool_call.function.name"] = call["name"]
+            attrs[f"{prefix}.{i}.message.tool_calls.{j}.tool_call.function.arguments"] = call["arguments"]
+            attrs[f"{prefix}.{i}.message.tool_calls.{j}.tool_call.id"] = call["id"]
+        if "tool_call_id" in m:
+            attrs[f"{prefix}.{i}.message.tool_call_id"] = m["tool_call_id"]
     return attrs
 
 
@@ -42,7 +46,7 @@ def span(trace: str, span_id: str, parent: str | None, start: int, attrs: dict[s
         kind=kind, start_ns=start, end_ns=start + 50, status="ERROR" if failed else "OK", status_message=None,
         input=input_text(attrs), output=output_text(attrs), model="m" if kind == "LLM" else None,
         prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens, cost=0.0,
-        attributes_json=json.dumps(attrs), events_json="[]", detail_json=None,
+        attributes_json=json.dumps(attrs), events_json="[]", detail_json=span_detail(attrs, kind),
     )
 
 
@@ -70,8 +74,9 @@ def tool_loop_chat() -> tuple[list[SpanRecord], list[tuple[str, str, int]]]:
     history.append({"role": "user", "content": "Hi there"})
     ask("01" * 16, {"role": "assistant", "content": "Hello! How can I help?"}, 10)
     history.append({"role": "user", "content": "Where is order 1234?"})
-    ask("02" * 16, {"role": "assistant", "content": None, "tool_calls": [{"name": "lookup_order"}]}, 20)
-    history.append({"role": "tool", "content": '{"status": "shipped"}'})
+    ask("02" * 16, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "name": "lookup_order", "arguments": '{"order_id": 1234}'}]}, 20)
+    history.append({"role": "tool", "tool_call_id": "call_1", "content": '{"status": "shipped"}'})
     ask("03" * 16, {"role": "assistant", "content": "It has shipped."}, 30)
     history.append({"role": "user", "content": "Thanks"})
     ask("04" * 16, {"role": "assistant", "content": "You're welcome."}, 40)
