@@ -5,7 +5,6 @@ not the four LLM calls."""
 from __future__ import annotations
 
 from store.test_turns import tool_loop_chat, write_shuffled
-
 from threadline.server.query.annotations import first_broken_turn, turn_scores
 from threadline.server.query.metrics import compute_metrics
 from threadline.server.query.sessions import get_session
