@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
+from threadline.server.evals.lifecycle import idle_timeout_seconds
 from threadline.server.model import Page, SessionSummary, UserSummary
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.lifecycle import project_settings, session_state
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks
-from threadline.server.query.projects import list_projects, project_id
+from threadline.server.query.projects import list_projects, project_id, project_totals
 from threadline.server.query.ranking import sessions_by_annotation, users_by_annotation
 from threadline.server.query.sessions import get_session, list_sessions
+from threadline.server.query.timeconv import to_datetime
 from threadline.server.query.traces import count_sessionless_traces, get_trace, has_sessions, list_traces
 from threadline.server.query.users import get_user, list_users
 from threadline.server.web.api.deps import ReadConn
@@ -75,6 +80,52 @@ def score_columns(rows: Iterable[SessionSummary | UserSummary], ranking: ScoreRa
     return sorted(names)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionLifecycle:
+    """What the conversation page shows of a session's lifecycle, and where its controls send requests."""
+
+    closed_at: datetime | None  # None while the session is open
+    last_activity: datetime
+    idle_timeout_seconds: float  # the effective timeout (the project's own, else the server default); 0: never
+    own_timeout_seconds: float | None  # the project's own setting (None: it follows the server default)
+    server_default_seconds: float
+    close_url: str
+    settings_url: str
+
+    @property
+    def closes_at(self) -> datetime | None:
+        """When an open session closes if nothing happens before (``None`` when closed or never)."""
+        if self.closed_at is not None or self.idle_timeout_seconds <= 0:
+            return None
+        return self.last_activity + timedelta(seconds=self.idle_timeout_seconds)
+
+    @property
+    def overdue(self) -> bool:
+        """Open and idle for longer than the timeout already (the server closes it at its next check)."""
+        closes_at = self.closes_at
+        return closes_at is not None and closes_at <= datetime.now(UTC)
+
+
+def session_lifecycle(request: Request, conn: Connection, project: str, session_id: str) -> SessionLifecycle | None:
+    """Open/closed state of a session and its project's idle timeout (``None`` without such a session)."""
+    pid = project_id(conn, project)
+    found = session_state(conn, pid, session_id) if pid is not None else None
+    if pid is None or found is None:
+        return None
+    last_activity_ns, closed_ns = found
+    stored = project_settings(conn, pid)
+    own = stored.get("idle_timeout_seconds")
+    return SessionLifecycle(
+        closed_at=to_datetime(closed_ns) if closed_ns is not None else None,
+        last_activity=to_datetime(last_activity_ns),
+        idle_timeout_seconds=idle_timeout_seconds(request.app.state.settings, stored),
+        own_timeout_seconds=float(own) if isinstance(own, int | float) and not isinstance(own, bool) else None,
+        server_default_seconds=float(request.app.state.settings.session_idle_timeout_seconds),
+        close_url=f"/v1/projects/{url_part(project)}/sessions/{url_part(session_id)}/close",
+        settings_url=f"/v1/projects/{url_part(project)}/settings",
+    )
+
+
 def base_context(request: Request, conn: Connection, project: str | None, tab: str) -> dict[str, Any]:
     """What every page's layout needs: the project picker, the active tab and URL helpers."""
     params = dict(request.query_params)
@@ -101,9 +152,9 @@ def unknown_project(request: Request, conn: Connection, project: str) -> HTMLRes
 
 @router.get("/")
 def projects_page(request: Request, conn: ReadConn) -> HTMLResponse:
-    """Every project with its counts."""
-    return html_response("projects.html", rows=list_projects(conn), otlp_url=f"{request.base_url}v1/traces",
-                         **base_context(request, conn, None, "projects"))
+    """Every project with its counts, turns, cost and error rate (from the session rollups)."""
+    return html_response("projects.html", rows=list_projects(conn), totals=project_totals(conn),
+                         otlp_url=f"{request.base_url}v1/traces", **base_context(request, conn, None, "projects"))
 
 
 @router.get("/projects/{project}")
@@ -193,6 +244,7 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
         link(context["params"], request.url.path, at=str(latest_at), turn_cursor=None) + f"#turn-{total}",
         live_url=f"{base}/fragments/conversation/{url_part(session_id)}" if live else "",
         version=activity(conn, project, session_id) if live else "",
+        lifecycle=session_lifecycle(request, conn, project, session_id),
         **context,
     )
 

@@ -365,3 +365,292 @@
     }).catch(function () { window.location.assign(url.href); });
   });
 })();
+
+// ==== conversation: keys (j/k/b/?), copy a message, session state ==================================
+// A separate section (its own scope; the code above is not touched): it reads the page's markup
+// and uses textContent only. Requests go to the same origin as JSON (never form-encoded).
+(function () {
+  const list = document.getElementById("turns");
+  const status = document.querySelector("[data-keys-status]");
+  const help = document.getElementById("keys-help");
+  const helpButton = document.querySelector("[data-key-action=help]");
+  let currentId = "";
+  let sayTimer = 0;
+
+  function say(text) {
+    if (!status) return;
+    status.textContent = text;
+    window.clearTimeout(sayTimer);
+    sayTimer = window.setTimeout(function () { status.textContent = ""; }, 4000);
+  }
+
+  // --- keys: j / k between turns, b to the first broken turn, ? for help ------------------------
+  function turns() {
+    return list ? Array.prototype.slice.call(list.querySelectorAll(":scope > li.turn")) : [];
+  }
+
+  function current() {
+    const li = currentId ? document.getElementById(currentId) : null;
+    return li && list && list.contains(li) ? li : null;
+  }
+
+  function firstVisible(items) {
+    const top = 60;  // below the sticky top bar
+    for (let i = 0; i < items.length; i++) {
+      if (items[i].getBoundingClientRect().bottom > top) return i;
+    }
+    return items.length - 1;
+  }
+
+  function select(li, scroll) {
+    const old = current();
+    if (old && old !== li) { old.classList.remove("current"); old.removeAttribute("aria-current"); }
+    document.querySelectorAll("#turns > li.turn.current").forEach(function (other) {
+      if (other !== li) { other.classList.remove("current"); other.removeAttribute("aria-current"); }
+    });
+    currentId = li.id;
+    li.classList.add("current");
+    li.setAttribute("aria-current", "true");
+    if (!li.hasAttribute("tabindex")) li.setAttribute("tabindex", "-1");
+    li.focus({ preventScroll: true });
+    if (scroll) li.scrollIntoView({ block: "start" });
+  }
+
+  function move(step) {
+    const items = turns();
+    if (!items.length) return;
+    const here = current();
+    let index = here ? items.indexOf(here) : -1;
+    if (index < 0) {
+      select(items[firstVisible(items)], true);
+      return;
+    }
+    index += step;
+    if (index >= items.length) {
+      const more = document.querySelector("a[data-more]");
+      if (more) { more.focus(); say("Last loaded turn: press Enter to load more turns."); } else say("This is the last turn.");
+      return;
+    }
+    if (index < 0) {
+      const paged = /[?&](at|turn_cursor)=/.test(window.location.search) && items[0].id !== "turn-1";
+      say(paged ? "First turn on this page: earlier turns are on the first page." : "This is the first turn.");
+      return;
+    }
+    select(items[index], true);
+  }
+
+  function brokenTurn() {
+    const onPage = list ? list.querySelector(":scope > li.turn.broken") : null;
+    if (onPage) { select(onPage, true); return; }
+    const marker = document.querySelector("[data-breakdown]");
+    const number = marker ? parseInt(marker.dataset.breakdown, 10) : 0;
+    if (number > 0) {
+      const url = new URL(window.location.href);
+      url.searchParams.set("at", String(number - 1));
+      url.searchParams.delete("turn_cursor");
+      url.hash = "turn-" + number;
+      say("Opening turn #" + number + "…");
+      window.location.assign(url.pathname + url.search + url.hash);
+      return;
+    }
+    const link = marker ? marker.querySelector("a[data-turn-link]") : null;
+    if (link) { window.location.assign(link.dataset.turnLink); return; }
+    say("No turn of this session is broken.");
+  }
+
+  function toggleHelp(open) {
+    if (!help) return;
+    const show = open === undefined ? help.hidden : open;
+    help.hidden = !show;
+    if (helpButton) helpButton.setAttribute("aria-expanded", show ? "true" : "false");
+    if (show) help.scrollIntoView({ block: "nearest" });
+  }
+
+  if (list) {
+    const bar = document.querySelector("[data-keys]");
+    if (bar) bar.hidden = false;
+    // Opened at a turn (#turn-N: a link, a search hit, "b" from another page): that turn is current.
+    const target = window.location.hash.match(/^#turn-\d+$/) ? document.getElementById(window.location.hash.slice(1)) : null;
+    if (target && list.contains(target)) select(target, false);
+
+    document.addEventListener("keydown", function (event) {
+      if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+      const el = event.target;
+      if (el && el.closest && el.closest("input, textarea, select, [contenteditable]")) return;
+      if (el && el.isContentEditable) return;
+      if (event.key === "j") { event.preventDefault(); move(1); }
+      else if (event.key === "k") { event.preventDefault(); move(-1); }
+      else if (event.key === "b") { event.preventDefault(); brokenTurn(); }
+      else if (event.key === "?") { event.preventDefault(); toggleHelp(); }
+      else if (event.key === "Escape" && help && !help.hidden) { event.preventDefault(); toggleHelp(false); if (helpButton) helpButton.focus(); }
+    });
+
+    document.addEventListener("click", function (event) {
+      const button = event.target.closest ? event.target.closest("button[data-key-action]") : null;
+      if (!button) return;
+      const action = button.dataset.keyAction;
+      if (action === "next") move(1);
+      else if (action === "prev") move(-1);
+      else if (action === "broken") brokenTurn();
+      else if (action === "help") toggleHelp();
+      else if (action === "help-close") { toggleHelp(false); if (helpButton) helpButton.focus(); }
+    });
+  }
+
+  // --- copy a message's original text (not its rendered markdown) -------------------------------
+  function copyFallback(text) {
+    return new Promise(function (resolve, reject) {
+      const area = document.createElement("textarea");
+      area.className = "copy-buffer";
+      area.setAttribute("readonly", "");
+      area.setAttribute("aria-hidden", "true");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      area.remove();
+      if (ok) resolve(); else reject(new Error("the browser refused to copy"));
+    });
+  }
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text).catch(function () { return copyFallback(text); });
+    }
+    return copyFallback(text);
+  }
+
+  if (list) document.documentElement.classList.add("can-copy");
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest ? event.target.closest("button.copy-msg[data-copy]") : null;
+    if (!button) return;
+    const text = button.dataset.copy;
+    function done(label, bad) {
+      button.textContent = label;
+      button.classList.toggle("copied", !bad);
+      button.classList.toggle("err", !!bad);
+      say(bad ? "Could not copy the message." : "Copied the message.");
+      window.clearTimeout(Number(button.dataset.timer || 0));
+      button.dataset.timer = String(window.setTimeout(function () {
+        button.textContent = "Copy";
+        button.classList.remove("copied", "err");
+      }, 2000));
+    }
+    copyText(text).then(function () { done("Copied", false); }, function () { done("Copy failed", true); });
+  });
+
+  // --- session state: close the session, set the project's idle timeout ------------------------
+  const state = document.getElementById("session-state");
+  if (!state) return;
+  const controls = state.querySelector("[data-state-controls]");
+  const stateStatus = state.querySelector("[data-state-status]");
+  if (controls) controls.hidden = false;
+  const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+  function report(text, bad) {
+    if (!stateStatus) return;
+    stateStatus.textContent = text;
+    stateStatus.classList.toggle("err", !!bad);
+  }
+
+  // fetch() JSON on the same origin; resolves to the body, rejects with the API's error message.
+  function api(method, url, body) {
+    const init = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers["Content-Type"] = "application/json";
+    }
+    return fetch(url, init).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (data) {
+        if (response.ok) return data;
+        const error = data && data.error ? data.error : null;
+        throw new Error(error && error.message ? String(error.message) : "The server answered " + response.status + ".");
+      });
+    }, function () { throw new Error("Could not reach the server."); });
+  }
+
+  function utc(iso) {
+    return String(iso || "").replace("T", " ").replace(/\.\d+/, "").replace("Z", "") + " UTC";
+  }
+
+  // The same wording as the server's `duration` filter (web/ui/render.py), for seconds.
+  function duration(seconds) {
+    if (!(seconds > 0)) return "never";
+    if (seconds < 10) return seconds.toFixed(2) + " s";
+    if (seconds < 60) return seconds.toFixed(1) + " s";
+    let minutes = Math.floor(seconds / 60);
+    const sec = Math.floor(seconds) % 60;
+    if (minutes < 60) return minutes + "m " + String(sec).padStart(2, "0") + "s";
+    let hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    if (hours < 48) return hours + "h " + String(minutes).padStart(2, "0") + "m";
+    const days = Math.floor(hours / 24);
+    hours = hours % 24;
+    return days + "d " + hours + "h";
+  }
+
+  function text(selector, value) {
+    const el = state.querySelector(selector);
+    if (el) el.textContent = value;
+  }
+
+  const closeButton = state.querySelector("[data-close-session]");
+  if (closeButton) {
+    closeButton.addEventListener("click", function () {
+      closeButton.disabled = true;
+      report("Closing…", false);
+      const closeUrl = state.dataset.closeUrl;
+      api("POST", closeUrl, {}).then(function () {
+        return api("GET", closeUrl.replace(/\/close$/, "/state"));
+      }).then(function (data) {
+        const badge = state.querySelector("[data-session-state]");
+        if (badge) { badge.textContent = data.closed ? "closed" : "open"; badge.classList.toggle("closed", !!data.closed); badge.classList.toggle("open", !data.closed); }
+        text("[data-state-since]", data.closed_at ? "since " + utc(data.closed_at) : "");
+        text("[data-closes-at]", "");
+        report(data.closed ? "Session closed." : "The session is open again (a new turn arrived).", false);
+        if (data.closed) closeButton.remove(); else closeButton.disabled = false;
+      }).catch(function (error) {
+        report(error.message, true);
+        closeButton.disabled = false;
+      });
+    });
+  }
+
+  const form = state.querySelector("form[data-idle-form]");
+  if (form) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const input = form.elements.namedItem("idle_timeout_seconds");
+      const raw = input && typeof input.value === "string" ? input.value.trim() : "";
+      // A number goes as a number, empty as null (the server default); anything else as typed so the API explains.
+      const value = raw === "" ? null : (NUMBER.test(raw) && isFinite(Number(raw)) ? Number(raw) : raw);
+      const button = form.querySelector("button[type=submit]");
+      if (button) button.disabled = true;
+      report("Saving…", false);
+      const url = state.dataset.settingsUrl;
+      // PUT replaces every setting: send the online evaluators back as they are.
+      api("GET", url).then(function (current) {
+        const evaluators = current && Array.isArray(current.online_evaluators) ? current.online_evaluators : [];
+        return api("PUT", url, { idle_timeout_seconds: value, online_evaluators: evaluators });
+      }).then(function (saved) {
+        const effective = Number(saved.effective_idle_timeout_seconds);
+        text("[data-idle-text]", duration(effective));
+        text("[data-idle-source]", saved.idle_timeout_seconds === null ? "(server default)" : "(project setting)");
+        const badge = state.querySelector("[data-session-state]");
+        const open = badge && badge.classList.contains("open");
+        const last = Date.parse(state.dataset.lastActivity || "");
+        const closesAt = last + effective * 1000;
+        text("[data-closes-at]", !open || !(effective > 0) || !isFinite(last) ? "" : closesAt <= Date.now() ?
+          "idle for longer than that: closes at the server’s next check" :
+          "closes by itself about " + utc(new Date(closesAt).toISOString()) + " if idle");
+        report("Saved: idle timeout " + duration(effective) + ".", false);
+        if (button) button.disabled = false;
+      }).catch(function (error) {
+        report(error.message, true);
+        if (button) button.disabled = false;
+      });
+    });
+  }
+})();
