@@ -6,8 +6,9 @@ Create Date: 2026-12-01 20:00:00
 
 A turn used to be one trace; now it is one user message and everything the app did to answer
 it (DESIGN §3), so the LLM calls of a tool loop — one trace each with the OpenAI instrumentor —
-are one turn. This revision adds ``traces.turn_key`` (read through the session index: a turn's traces are in its session), ``traces.follows`` (a trace with no
-user message that joined the turn in progress; stored traces keep a turn of their own), the ``turns`` rollup table,
+are one turn. This revision adds ``traces.turn_key`` (read through the session index: a turn's
+traces are in its session), ``traces.follows`` (a trace with no user message that joined the
+turn in progress; stored traces keep a turn of their own), the ``turns`` rollup table,
 ``spans.detail`` (what a turn's steps show, derived at ingest; NULL for spans stored before), and
 renames the session's first/last trace ids to the turn keys they now hold. Stored sessions are
 regrouped: each trace's key is derived again from the span its input came from, in batches with
