@@ -3,14 +3,18 @@
     threadline serve &                 # or: make serve
     threadline demo                    # fills the `demo` project
     .venv/bin/python docs/images/capture.py --base-url http://127.0.0.1:6006 --project demo
+    .venv/bin/python docs/images/capture.py --only conversation-tool-loop   # just one screenshot
 
 Drives Debian's chromium (``/usr/bin/chromium``) through Playwright; writes PNGs next to this file.
+``conversation-tool-loop.png`` shows a demo conversation traced like the OpenAI instrumentor with no
+parent span (one trace per LLM call) with a tool-loop turn expanded: LLM call → tools → LLM call.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -28,15 +32,61 @@ def shoot(page: Page, url: str, name: str, out: Path, full_page: bool = False) -
     print(f"wrote {out / name}.png")
 
 
+def tool_loop_turn(api: httpx.Client, project: str, sessions: list[dict[str, Any]]) -> tuple[str, int]:
+    """(session id, turn index) of a tool loop sent as one trace per LLM call: a turn of several
+    traces whose steps hold tool calls, preferably two tools in one reply and a Markdown table."""
+    best: tuple[tuple[int, ...], str, int] | None = None
+    for summary in sorted(sessions, key=lambda s: s["session_id"]):
+        detail = api.get(f"/v1/projects/{project}/sessions/{quote(summary['session_id'], safe='')}").json()
+        for turn in detail["turns"]:
+            kinds = [step["kind"] for step in turn["steps"]]
+            if len(turn["trace_ids"]) < 2 or "tool" not in kinds or turn["status"] != "ok":
+                continue
+            score = (kinds.count("tool") >= 2, "|" in (turn["output"] or ""), -len(detail["turns"]), -turn["index"])
+            if best is None or score > best[0]:
+                best = (score, summary["session_id"], turn["index"])
+    if best is None:
+        raise SystemExit("no tool-loop turn sent as one trace per LLM call: fill the project with `threadline demo`")
+    return best[1], best[2]
+
+
+def shoot_tool_loop(browser: Any, base: str, project: str, session_id: str, index: int, out: Path) -> None:
+    """The conversation with turn ``index`` expanded: its steps and rendered Markdown in view."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+    page.goto(f"{base}/projects/{project}/sessions/{quote(session_id, safe='')}")
+    page.wait_for_load_state("networkidle")
+    turn = page.locator(f"#turn-{index + 1}")
+    turn.locator("details.calls > summary").click()
+    turn.locator(".call-list").wait_for()
+    page.wait_for_load_state("networkidle")
+    # The whole turn (its head, both bubbles and every step), from the page laid out in full.
+    box = turn.bounding_box()
+    assert box is not None
+    top = box["y"] + page.evaluate("window.scrollY") - 16
+    page.screenshot(path=str(out / "conversation-tool-loop.png"), full_page=True,
+                    clip={"x": 0, "y": max(0, top), "width": 1280, "height": box["height"] + 32})
+    print(f"wrote {out / 'conversation-tool-loop'}.png")
+    page.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:6006")
     parser.add_argument("--project", default="demo")
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--only", choices=("conversation-tool-loop",), default=None,
+                        help="Take only this screenshot.")
     args = parser.parse_args()
     base, project = args.base_url.rstrip("/"), quote(args.project, safe="")
     api = httpx.Client(base_url=base, timeout=30)
     sessions = api.get(f"/v1/projects/{project}/sessions", params={"limit": 200}).json()["data"]
+    loop_session, loop_index = tool_loop_turn(api, project, sessions)
+    if args.only:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            shoot_tool_loop(browser, base, project, loop_session, loop_index, args.out)
+            browser.close()
+        return
     # A conversation worth showing: several turns, a tool call and a failure if possible.
     chosen = max(sessions, key=lambda s: (min(s["turns"], 6), s["errors"] > 0, len(s["user_ids"])))
     detail = api.get(f"/v1/projects/{project}/sessions/{quote(chosen['session_id'], safe='')}").json()
@@ -64,6 +114,7 @@ def main() -> None:
             shoot(page, f"{base}/projects/{project}/users", "users", args.out)
             shoot(page, f"{base}/projects/{project}/users/{quote(user, safe='')}", "user", args.out)
             page.close()
+        shoot_tool_loop(browser, base, project, loop_session, loop_index, args.out)
         narrow = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=1)
         shoot(narrow, f"{base}/projects/{project}/sessions/{quote(chosen['session_id'], safe='')}", "narrow",
               args.out)

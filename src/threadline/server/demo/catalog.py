@@ -1,7 +1,13 @@
-"""The phrase book of the demo: three made-up LLM apps, what their users ask and what they answer.
+"""The phrase book of the demo: four made-up LLM apps, what their users ask and what they answer.
 
 Texts are :class:`string.Template` strings (``$order_id`` …) filled from a per-session slot table
 (see :mod:`threadline.server.demo.conversations`). Nothing here is random; the planner draws from it.
+
+The first three apps trace one agent span per user message (:data:`AGENT_SHAPE`). The fourth,
+``ops-assistant`` (:mod:`threadline.server.demo.ops_catalog`), calls the OpenAI client directly,
+traced by the OpenInference instrumentor with no parent span (:data:`OPENAI_SHAPE`): one trace
+per LLM call, the whole history resent every time, tool loops run by the app's own code, and
+Markdown replies (lists, tables, code blocks).
 """
 
 from __future__ import annotations
@@ -30,6 +36,21 @@ class Intent:
     tool: Tool | None = None
     retrieval: tuple[str, ...] = ()
     followups: tuple[tuple[str, str], ...] = ()
+    #: Tool rounds of a tool loop, each the tool calls of one model reply (several run in parallel);
+    #: empty: one round of ``tool`` when there is one.
+    rounds: tuple[tuple[Tool, ...], ...] = ()
+
+    def tool_rounds(self) -> tuple[tuple[Tool, ...], ...]:
+        """The tool calls the app makes for this intent, round by round."""
+        if self.rounds:
+            return self.rounds
+        return ((self.tool,),) if self.tool is not None else ()
+
+
+#: Traced as one agent (or chain) span per user message, LLM and tool spans beneath it.
+AGENT_SHAPE = "agent"
+#: Traced by the OpenAI instrumentor alone: one root LLM span (one trace) per model call.
+OPENAI_SHAPE = "openai"
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,16 @@ class App:
     system_prompt: str
     models: tuple[str, ...]
     intents: tuple[Intent, ...] = field(default_factory=tuple)
+    shape: str = AGENT_SHAPE
+
+    def tools(self) -> tuple[Tool, ...]:
+        """Every tool of the app once (by name), as sent in the ``tools`` of each request."""
+        seen: dict[str, Tool] = {}
+        for intent in self.intents:
+            for round_ in intent.tool_rounds():
+                for tool in round_:
+                    seen.setdefault(tool.name, tool)
+        return tuple(seen.values())
 
 
 TRACK_ORDER = Tool(
@@ -331,6 +362,7 @@ DOCS = App(
     ),
 )
 
+#: Apps traced with an agent span per turn.
 APPS: tuple[App, ...] = (SHOP, TRAVEL, DOCS)
 
 #: Small talk that can follow any answer: (user, assistant).

@@ -1,23 +1,34 @@
-"""``threadline demo``: fill a project with realistic generated conversations over OTLP."""
+"""``threadline demo``: fill a project with realistic generated conversations over OTLP.
+
+The default endpoint is the main port of ``threadline serve`` as the settings name it
+(``THREADLINE_HOST`` / ``THREADLINE_PORT``, read through :class:`~threadline.server.settings.Settings`).
+Before generating anything the command sends an empty OTLP request to the endpoint, so a wrong
+address, a wrong path (404) or a refused key is reported clearly instead of mid-way.
+"""
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 import click
+import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from threadline import conventions as cv
+from threadline.server.cli_store import load_settings
 from threadline.server.demo.conversations import plan_demo
-from threadline.server.demo.traffic import DemoExportError, DemoSender, emit_session
+from threadline.server.demo.traffic import DemoExportError, DemoSender
+from threadline.server.settings import Settings
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:6006/v1/traces"
+TRACES_PATH = "/v1/traces"
 
 
 @click.command("demo")
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True,
-              help="OTLP/HTTP traces endpoint of a running Threadline server.")
+@click.option("--endpoint", default=None,
+              help="OTLP/HTTP traces endpoint of a running Threadline server "
+              "[default: http://THREADLINE_HOST:THREADLINE_PORT/v1/traces, i.e. http://127.0.0.1:6006/v1/traces].")
 @click.option("--project", default="demo", show_default=True, help="Project to fill.")
 @click.option("--sessions", type=click.IntRange(1, 100_000), default=300, show_default=True,
               help="Number of conversations to generate.")
@@ -25,9 +36,14 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:6006/v1/traces"
               help="Random seed: the same seed generates the same conversations (and ids, so a rerun adds nothing).")
 @click.option("--days", type=click.FloatRange(min=0.01, max=3650), default=7.0, show_default=True,
               help="Spread the conversations over this many days before now.")
-def demo_command(endpoint: str, project: str, sessions: int, seed: int, days: float) -> None:
-    """Fill a project with generated conversations (users, tools, errors, frustrated users)."""
-    _check_reachable(endpoint)
+def demo_command(endpoint: str | None, project: str, sessions: int, seed: int, days: float) -> None:
+    """Fill a project with generated conversations (users, tools, errors, frustrated users).
+
+    Two thirds are traced with an agent span per user message; one third like the OpenAI
+    instrumentor with no parent span (one trace per LLM call, tool loops, Markdown replies).
+    """
+    endpoint = endpoint or default_endpoint(load_settings())
+    _check_endpoint(endpoint, project)
     plans = plan_demo(sessions, seed, days, datetime.now(UTC))
     sender = DemoSender(endpoint, project, seed)
     total_spans = sum(t.span_count for p in plans for t in p.turns)
@@ -36,7 +52,7 @@ def demo_command(endpoint: str, project: str, sessions: int, seed: int, days: fl
                       TextColumn("{task.fields[spans]} spans sent"), TimeElapsedColumn()) as progress:
             task = progress.add_task(f"demo → {project}", total=len(plans), spans=0)
             for plan in plans:
-                emit_session(sender.tracer, plan)
+                sender.emit(plan)
                 sender.flush()
                 progress.update(task, advance=1, spans=sender.sent)
             sender.flush(force=True)
@@ -51,13 +67,43 @@ def demo_command(endpoint: str, project: str, sessions: int, seed: int, days: fl
                f"to project {project!r} at {endpoint}.")
 
 
-def _check_reachable(endpoint: str) -> None:
-    """Fail fast, with a hint, when nothing listens at ``endpoint``."""
+def default_endpoint(settings: Settings) -> str:
+    """The traces endpoint of the server these settings start: the main port, else the OTLP/HTTP
+    port; a wildcard bind address is reached on loopback."""
+    port = settings.port or settings.otlp_http_port
+    if not port:
+        raise click.UsageError("THREADLINE_PORT and THREADLINE_OTLP_HTTP_PORT are both 0: pass --endpoint")
+    host = settings.host.strip("[]") or "127.0.0.1"
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return f"http://{host}:{port}{TRACES_PATH}"
+    if address.is_unspecified:
+        host = "127.0.0.1" if address.version == 4 else "::1"
+    return f"http://{host}:{port}{TRACES_PATH}" if ":" not in host else f"http://[{host}]:{port}{TRACES_PATH}"
+
+
+def _check_endpoint(endpoint: str, project: str) -> None:
+    """Fail fast, with a hint, when nothing receives traces at ``endpoint``: an empty OTLP request
+    (no spans) must be accepted."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"not an http(s) URL: {endpoint!r}", param_hint="--endpoint")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    headers = {"Content-Type": "application/x-protobuf", cv.PROJECT_HEADER: project}
     try:
-        socket.create_connection((parts.hostname, port), timeout=5).close()
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach {endpoint} ({exc}); start a server with `threadline serve`") from exc
+        response = httpx.post(endpoint, content=b"", headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"cannot reach {endpoint} ({exc}); start a server with `threadline serve`, or set "
+            "THREADLINE_PORT / THREADLINE_HOST (or --endpoint) to where it listens") from exc
+    if response.status_code == 404:
+        raise click.ClickException(
+            f"{endpoint} answered 404 Not Found: a server listens there, but nothing receives traces at "
+            f"{parts.path or '/'!r}. Threadline's OTLP/HTTP endpoint is "
+            f"{parts.scheme}://{parts.netloc}{TRACES_PATH}")
+    if response.status_code in (401, 403):
+        raise click.ClickException(f"{endpoint} refused the demo's spans ({response.status_code}): "
+                                   "this server requires an API key (THREADLINE_AUTH)")
+    if response.status_code >= 300:
+        raise click.ClickException(f"{endpoint} answered {response.status_code} to an empty OTLP request; "
+                                   "is it a Threadline (or OTLP/HTTP) traces endpoint?")

@@ -3,6 +3,11 @@
 :func:`plan_demo` is pure and deterministic for a seed: the same ``(sessions, seed, days)`` always
 yields the same users, texts, tokens and errors (only the absolute times move with ``now``), so
 tests can derive their expectations from the plan itself.
+
+Every third conversation (``number % 3 == 2``) is with an app traced by the OpenAI instrumentor
+alone (:data:`~threadline.server.demo.catalog.OPENAI_SHAPE`): its history holds the real chat
+messages (assistant tool calls with call ids, ``tool`` results answering them), resent whole on
+every call, so a turn's steps are LLM call → tool(s) → LLM call, sometimes over two rounds.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from string import Template
 from typing import Any
 
 from threadline.server.demo import catalog
-from threadline.server.demo.catalog import App, Intent
+from threadline.server.demo.catalog import AGENT_SHAPE, OPENAI_SHAPE, App, Intent
+from threadline.server.demo.ops_catalog import INSTRUMENTED_APPS
 
+#: One conversation in this many is traced by the OpenAI instrumentor alone (no parent span).
+INSTRUMENTED_EVERY = 3
 FRUSTRATED_SHARE = 0.15
 FAILED_TURN_SHARE = 0.05
 PROVIDERS = {"gpt": "openai", "o": "openai", "claude": "anthropic", "mistral": "mistralai", "gemini": "google"}
@@ -56,22 +64,34 @@ LAST_NAMES = ("garcia", "smith", "tanaka", "martin", "khan", "mueller", "wang", 
 
 
 @dataclass(frozen=True)
+class ToolRequest:
+    """A tool call a model asked for: its call id (None in agent-shaped traces), name and JSON arguments."""
+
+    call_id: str | None
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat message of an LLM call."""
+    """One chat message of an LLM call: an assistant message may carry tool calls instead of
+    content, and a ``tool`` message names the call it answers."""
 
     role: str
-    content: str
+    content: str | None
+    tool_calls: tuple[ToolRequest, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
 class LlmCall:
-    """One call to a model: its messages, reply (or tool call), tokens and latency."""
+    """One call to a model: its messages, reply (or tool calls), tokens and latency."""
 
     model: str
     provider: str
     messages: tuple[Message, ...]
     reply: str | None
-    tool_call: tuple[str, str] | None
+    tool_calls: tuple[ToolRequest, ...]
     prompt_tokens: int
     completion_tokens: int
     latency_ms: int
@@ -88,6 +108,7 @@ class ToolRun:
     result: str | None
     latency_ms: int
     error: tuple[str, str] | None = None
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,11 @@ class Retrieval:
 
 @dataclass(frozen=True)
 class TurnPlan:
-    """One trace: the user's message, the steps taken to answer it, and the reply (None if it failed)."""
+    """One turn: the user's message, the steps taken to answer it, and the reply (None if it failed).
+
+    An agent-shaped turn is one trace (a root span with the steps beneath it); an OpenAI-shaped
+    turn is one trace per LLM call, its tool runs known only from the messages.
+    """
 
     index: int
     start: datetime
@@ -110,6 +135,12 @@ class TurnPlan:
     retrieval: Retrieval | None
     steps: tuple[LlmCall | ToolRun, ...]
     error: tuple[str, str] | None
+    shape: str = AGENT_SHAPE
+
+    @property
+    def llm_calls(self) -> tuple[LlmCall, ...]:
+        """The turn's model calls in order."""
+        return tuple(s for s in self.steps if isinstance(s, LlmCall))
 
     @property
     def prompt_tokens(self) -> int:
@@ -127,7 +158,15 @@ class TurnPlan:
 
     @property
     def span_count(self) -> int:
+        """Spans sent for the turn."""
+        if self.shape == OPENAI_SHAPE:
+            return len(self.llm_calls)
         return 1 + len(self.steps) + (1 if self.retrieval else 0)
+
+    @property
+    def trace_count(self) -> int:
+        """Traces sent for the turn: one, or one per LLM call without a parent span."""
+        return len(self.llm_calls) if self.shape == OPENAI_SHAPE else 1
 
 
 @dataclass(frozen=True)
@@ -146,6 +185,12 @@ class SessionPlan:
 def tokens_of(text: str) -> int:
     """A rough token count (4 characters per token), at least 1."""
     return max(1, len(text) // 4)
+
+
+def prompt_tokens_of(messages: tuple[Message, ...], overhead: int) -> int:
+    """Rough prompt tokens of ``messages`` (content, tool calls, a few per message) plus ``overhead``."""
+    calls = sum(tokens_of(r.name + r.arguments) + 8 for m in messages for r in m.tool_calls)
+    return sum(tokens_of(m.content or "") + 4 for m in messages) + calls + overhead
 
 
 def provider_of(model: str) -> str:
@@ -213,6 +258,21 @@ def _slots(rng: random.Random, now: datetime) -> dict[str, str]:
         "endpoint": rng.choice(("/v2/invoices", "/v2/customers", "/v2/uploads", "/v2/events", "/v2/payments")),
         "language": rng.choice(("Python", "TypeScript", "Go", "Java", "Ruby")),
         "sdk_error": rng.choice(("PayloadTooLargeError", "RequestEntityTooLarge: 413", "ECONNRESET")),
+        **_ops_slots(rng),
+    }
+
+
+def _ops_slots(rng: random.Random) -> dict[str, str]:
+    """Slots of the back-office app: warehouses, stock levels, refunds, parcel rates."""
+    warehouse, warehouse2 = rng.sample(("RNO-1", "MEM-2", "CMH-1", "ABE-3", "SDF-1"), 2)
+    stock = {f"stock{n}_{size}": str(rng.choice((0, 2, 5, 8, 13, 21, 34, 40, 57)))
+             for n in ("", "2") for size in ("s", "m", "l")}
+    weight = rng.choice((0.8, 1.5, 2.5, 4.0, 7.5))
+    standard = 9 + weight * rng.uniform(2.2, 3.4)
+    return {
+        "warehouse": warehouse, "warehouse2": warehouse2, **stock, "incoming": str(rng.choice((12, 24, 36, 48))),
+        "refund_id": f"re_{rng.getrandbits(48):012x}", "weight": f"{weight:g}",
+        "rate_std": f"${standard:.2f}", "rate_exp": f"${standard * rng.uniform(1.8, 2.6):.2f}",
     }
 
 
@@ -221,7 +281,8 @@ def _fill(template: str, slots: dict[str, str]) -> str:
 
 
 def _plan_session(rng: random.Random, number: int, user_id: str, days: float, now: datetime) -> SessionPlan:
-    app = rng.choice(catalog.APPS)
+    apps = INSTRUMENTED_APPS if number % INSTRUMENTED_EVERY == INSTRUMENTED_EVERY - 1 else catalog.APPS
+    app = rng.choice(apps)
     slots = _slots(rng, now)
     frustrated = rng.random() < FRUSTRATED_SHARE
     turn_count = rng.randint(5, 12) if frustrated else min(15, max(1, int(rng.lognormvariate(1.1, 0.7))))
@@ -244,14 +305,24 @@ def _plan_session(rng: random.Random, number: int, user_id: str, days: float, no
     turns: list[TurnPlan] = []
     at = start
     line = 0
+    said: set[tuple[str, str | None, str]] = set()
     while len(turns) < turn_count:
         user_text, reply, intent = dialogue[line]
         if turns and turns[-1].reply is None:  # the last turn failed: the user asks again
             prefix = rng.choice(catalog.AFTER_FAILURE)
             user_text = prefix + turns[-1].user_message if prefix.endswith(" ") else prefix
+        if app.shape == OPENAI_SHAPE:
+            # A turn of message lists is named by its user message and the message before it: a
+            # user who repeats themselves word for word after the same reply adds an exclamation mark.
+            while (history[-1].role, history[-1].content, user_text) in said:
+                user_text += "!"
+            said.add((history[-1].role, history[-1].content, user_text))
         turn = _plan_turn(rng, len(turns), at, app, intent, slots, model, history, user_text, reply)
         turns.append(turn)
-        history.append(Message("user", user_text))
+        if app.shape == OPENAI_SHAPE:  # the app keeps every message it sent, tool calls and results too
+            history[:] = turn.llm_calls[-1].messages
+        else:
+            history.append(Message("user", user_text))
         if turn.reply is not None:
             history.append(Message("assistant", turn.reply))
             line += 1
@@ -319,32 +390,62 @@ def _plan_turn(rng: random.Random, index: int, start: datetime, app: App, intent
         docs = tuple(_fill(d, slots) for d in intent.retrieval)
         retrieval = Retrieval(user_text, docs, int(rng.lognormvariate(4.6, 0.4)))
         messages = (*messages[:-1], Message("system", "Context:\n" + "\n".join(docs)), messages[-1])
-    overhead = 120 if intent is not None and intent.tool else 0  # tool definitions in the prompt
-    prompt = sum(tokens_of(m.content) + 4 for m in messages) + overhead
+    rounds = intent.tool_rounds() if intent is not None else ()
+    overhead = 120 if rounds or app.shape == OPENAI_SHAPE else 0  # tool definitions in the prompt
     provider = provider_of(model)
     steps: list[LlmCall | ToolRun] = []
-    tool = intent.tool if intent is not None else None
-    fail_tool = failed and tool is not None and rng.random() < 0.5
-    if failed and not fail_tool:
+    structured = app.shape == OPENAI_SHAPE
+    fail_tool = failed and bool(rounds) and not structured and rng.random() < 0.5
+    # Without a parent span a tool that raises leaves no trace; the call after the tool loop may fail.
+    fail_last = failed and bool(rounds) and structured and rng.random() < 0.5
+
+    def turn(reply: str | None, error: tuple[str, str] | None) -> TurnPlan:
+        return TurnPlan(index, start, user_text, reply, retrieval, tuple(steps), error, app.shape)
+
+    def llm_error() -> tuple[str, str]:
         kind, text = rng.choice(LLM_ERRORS[provider])
-        error = (kind, _fill(text, {"model": model}))
-        steps.append(LlmCall(model, provider, messages, None, None, 0, 0, int(rng.uniform(300, 30000)), error))
-        return TurnPlan(index, start, user_text, None, retrieval, tuple(steps), error)
-    if tool is not None:
-        arguments = json.dumps({k: _fill(v, slots) for k, v in tool.arguments.items()})
-        call = LlmCall(model, provider, messages, None, (tool.name, arguments), prompt, 18 + tokens_of(arguments),
-                       _llm_latency(rng, model, 30), None)
-        steps.append(call)
+        return kind, _fill(text, {"model": model})
+
+    if failed and not fail_tool and not fail_last:
+        error = llm_error()
+        steps.append(LlmCall(model, provider, messages, None, (), 0, 0, int(rng.uniform(300, 30000)), error))
+        return turn(None, error)
+    for round_ in rounds:
+        requests = tuple(ToolRequest(_call_id(rng) if structured else None, tool.name,
+                                     json.dumps({k: _fill(v, slots) for k, v in tool.arguments.items()}))
+                         for tool in round_)
+        completion = sum(18 + tokens_of(r.arguments) for r in requests)
+        steps.append(LlmCall(model, provider, messages, None, requests, prompt_tokens_of(messages, overhead),
+                             completion, _llm_latency(rng, model, 30 * len(requests))))
         if fail_tool:
             kind, text = rng.choice(TOOL_ERRORS)
-            error = (kind, _fill(text, {"tool": tool.name}))
-            steps.append(ToolRun(tool.name, tool.description, arguments, None, int(rng.uniform(50, 10000)), error))
-            return TurnPlan(index, start, user_text, None, retrieval, tuple(steps), error)
-        result = _fill(tool.result, slots)
-        steps.append(ToolRun(tool.name, tool.description, arguments, result, int(rng.lognormvariate(5.3, 0.6))))
-        messages = (*messages, Message("assistant", f"[tool call] {tool.name}({arguments})"), Message("tool", result))
-        prompt = sum(tokens_of(m.content) + 4 for m in messages) + overhead
+            error = (kind, _fill(text, {"tool": round_[0].name}))
+            steps.append(ToolRun(round_[0].name, round_[0].description, requests[0].arguments, None,
+                                 int(rng.uniform(50, 10000)), error))
+            return turn(None, error)
+        runs = [ToolRun(tool.name, tool.description, request.arguments, _fill(tool.result, slots),
+                        int(rng.lognormvariate(5.3, 0.6)), call_id=request.call_id)
+                for tool, request in zip(round_, requests, strict=True)]
+        steps.extend(runs)
+        if structured:
+            messages = (*messages, Message("assistant", None, tool_calls=requests),
+                        *(Message("tool", run.result, tool_call_id=run.call_id) for run in runs))
+        else:
+            for run in runs:
+                messages = (*messages, Message("assistant", f"[tool call] {run.name}({run.arguments})"),
+                            Message("tool", run.result))
+    prompt = prompt_tokens_of(messages, overhead)
+    if fail_last:
+        error = llm_error()
+        steps.append(LlmCall(model, provider, messages, None, (), 0, 0, int(rng.uniform(300, 30000)), error))
+        return turn(None, error)
     completion = tokens_of(reply)
-    steps.append(LlmCall(model, provider, messages, reply, None, prompt, completion,
+    steps.append(LlmCall(model, provider, messages, reply, (), prompt, completion,
                          _llm_latency(rng, model, completion)))
-    return TurnPlan(index, start, user_text, reply, retrieval, tuple(steps), None)
+    return turn(reply, None)
+
+
+def _call_id(rng: random.Random) -> str:
+    """An OpenAI tool call id (``call_`` and 24 letters and digits)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "call_" + "".join(rng.choice(alphabet) for _ in range(24))

@@ -4,6 +4,11 @@ Spans are made with the real OpenTelemetry SDK (explicit start and end times, de
 and exported with the real OTLP/HTTP protobuf exporter, so the demo goes through exactly the path
 an instrumented application uses. Finished spans are collected and exported in batches by
 :class:`DemoSender`, which checks every export (the SDK's batch processor would drop silently).
+Ids are drawn per session (:meth:`SeededIds.reseed`), so they depend on the seed and the session
+only, never on the order sessions are sent in: a rerun with the same seed adds nothing.
+
+Agent-shaped turns are emitted here; OpenAI-shaped ones by
+:mod:`threadline.server.demo.instrumented`.
 """
 
 from __future__ import annotations
@@ -18,22 +23,31 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from threadline import conventions as cv
+from threadline.server.demo.catalog import OPENAI_SHAPE
 from threadline.server.demo.conversations import LlmCall, Retrieval, SessionPlan, ToolRun, TurnPlan
+from threadline.server.demo.instrumented import emit_instrumented_turn
 
 BATCH_SPANS = 400
+#: Attributes per span the demo's provider keeps (a 15-turn history with tools needs a few hundred).
+MAX_ATTRIBUTES = 10_000
 
 
 class SeededIds(IdGenerator):
     """Trace and span ids drawn from a seeded generator: the same seed sends the same ids."""
 
     def __init__(self, seed: int) -> None:
+        self._seed = seed
         self._rng = random.Random(f"threadline-demo-ids-{seed}")
+
+    def reseed(self, key: str) -> None:
+        """Draw the next ids from a generator of the seed and ``key`` (a session id)."""
+        self._rng = random.Random(f"threadline-demo-ids-{self._seed}-{key}")
 
     def generate_span_id(self) -> int:
         return self._rng.getrandbits(64) or 1
@@ -63,11 +77,25 @@ class DemoSender:
         self.endpoint = endpoint
         self._collect = _Collect()
         resource = Resource.create({"service.name": "threadline-demo", cv.PROJECT_NAME: project})
-        self._provider = TracerProvider(resource=resource, id_generator=SeededIds(seed))
+        self._ids = SeededIds(seed)
+        # No attribute count limit, as under threadline.register(): a long resent history would
+        # otherwise evict a span's first attributes (its kind, session and user).
+        self._provider = TracerProvider(resource=resource, id_generator=self._ids,
+                                        span_limits=SpanLimits(max_span_attributes=MAX_ATTRIBUTES))
         self._provider.add_span_processor(self._collect)
         self._exporter = OTLPSpanExporter(endpoint=endpoint, headers={cv.PROJECT_HEADER: project}, timeout=timeout)
         self.tracer = self._provider.get_tracer("threadline.demo")
         self.sent = 0
+
+    @property
+    def pending(self) -> list[ReadableSpan]:
+        """Finished spans not exported yet."""
+        return list(self._collect.finished)
+
+    def emit(self, plan: SessionPlan) -> int:
+        """Create the spans of one conversation, with ids of its own; returns the number of spans made."""
+        self._ids.reseed(plan.session_id)
+        return emit_session(self.tracer, plan)
 
     def flush(self, force: bool = False) -> int:
         """Export collected spans (when a batch is full, or all when ``force``); returns spans sent."""
@@ -95,7 +123,10 @@ def emit_session(tracer: trace.Tracer, plan: SessionPlan) -> int:
     """Create the spans of every turn of ``plan``; returns the number of spans made."""
     count = 0
     for turn in plan.turns:
-        emit_turn(tracer, plan, turn)
+        if turn.shape == OPENAI_SHAPE:
+            emit_instrumented_turn(tracer, plan, turn)
+        else:
+            emit_turn(tracer, plan, turn)
         count += turn.span_count
     return count
 
@@ -163,20 +194,20 @@ def _llm(tracer: trace.Tracer, ctx: Context, plan: SessionPlan, call: LlmCall, a
     }
     for i, message in enumerate(call.messages):
         attrs[f"{cv.LLM_INPUT_MESSAGES}.{i}.{cv.MESSAGE_ROLE}"] = message.role
-        attrs[f"{cv.LLM_INPUT_MESSAGES}.{i}.{cv.MESSAGE_CONTENT}"] = message.content
+        attrs[f"{cv.LLM_INPUT_MESSAGES}.{i}.{cv.MESSAGE_CONTENT}"] = message.content or ""
     out = f"{cv.LLM_OUTPUT_MESSAGES}.0"
     if call.reply is not None:
         attrs[f"{out}.{cv.MESSAGE_ROLE}"] = "assistant"
         attrs[f"{out}.{cv.MESSAGE_CONTENT}"] = call.reply
         attrs[cv.OUTPUT_VALUE] = json.dumps({"role": "assistant", "content": call.reply})
         attrs[cv.OUTPUT_MIME_TYPE] = "application/json"
-    elif call.tool_call is not None:
-        name, arguments = call.tool_call
+    elif call.tool_calls:
         attrs[f"{out}.{cv.MESSAGE_ROLE}"] = "assistant"
-        attrs[f"{out}.{cv.MESSAGE_TOOL_CALLS}.0.{cv.TOOL_CALL_FUNCTION_NAME}"] = name
-        attrs[f"{out}.{cv.MESSAGE_TOOL_CALLS}.0.{cv.TOOL_CALL_FUNCTION_ARGUMENTS}"] = arguments
+        for j, request in enumerate(call.tool_calls):
+            attrs[f"{out}.{cv.MESSAGE_TOOL_CALLS}.{j}.{cv.TOOL_CALL_FUNCTION_NAME}"] = request.name
+            attrs[f"{out}.{cv.MESSAGE_TOOL_CALLS}.{j}.{cv.TOOL_CALL_FUNCTION_ARGUMENTS}"] = request.arguments
         attrs[cv.OUTPUT_VALUE] = json.dumps({"role": "assistant", "tool_calls": [
-            {"type": "function", "function": {"name": name, "arguments": arguments}}]})
+            {"type": "function", "function": {"name": r.name, "arguments": r.arguments}} for r in call.tool_calls]})
         attrs[cv.OUTPUT_MIME_TYPE] = "application/json"
     if call.error is None:
         attrs[cv.LLM_TOKEN_PROMPT] = call.prompt_tokens
