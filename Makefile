@@ -23,6 +23,12 @@ $(STAMP): $(SERVER_STAMP)
 
 ## serve: run Threadline on 127.0.0.1:6006 (UI, API, OTLP/HTTP), 4318 (OTLP/HTTP), 4317 (OTLP/gRPC)
 serve: $(SERVER_STAMP)
+	@echo "Threadline:   http://$${THREADLINE_HOST:-127.0.0.1}:$${THREADLINE_PORT:-6006}/ (send OTLP to .../v1/traces)"
+	@if [ -n "$${THREADLINE_DATABASE_URL:-}" ]; then echo "Data:         the database of THREADLINE_DATABASE_URL"; \
+	  else echo "Data:         $${THREADLINE_HOME:-$$HOME/.threadline}/threadline.db (SQLite)"; fi
+	@echo "Demo data:    $${THREADLINE_PORT:+THREADLINE_PORT=$$THREADLINE_PORT }make demo   (in another terminal, while this one runs)"
+	@echo "The command:  $(CURDIR)/$(BIN)/threadline --help   (or: source $(VENV)/bin/activate)"
+	@echo "Stop with Ctrl+C."
 	$(BIN)/threadline serve
 
 ## demo: fill the `demo` project of a running server with generated conversations

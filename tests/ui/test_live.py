@@ -42,3 +42,28 @@ def test_new_sessions_and_turns_appear_without_reload(page: Page, ui: UiServer) 
     page.locator("#turn-2 details.calls summary").click()  # a live-added turn expands like the others
     expect(page.locator("#turn-2 .call.llm")).to_have_count(1)
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_a_new_session_keeps_every_row_of_a_full_page(page: Page, ui: UiServer) -> None:
+    """Regression: adopting the rows of a live ``HTMLCollection`` skipped every other row."""
+    project = "live-full"
+    start = now_ns() - 3_600 * SECOND
+    sessions = [SessionSpec(f"full-{n:02d}", [TurnSpec(f"user-{n % 5}", f"question {n}", f"answer {n}",
+                                                        start + n * SECOND)]) for n in range(50)]
+    send(ui.endpoint, project, sessions)
+    page.goto(ui.url(f"/projects/{project}/sessions?limit=100"))
+    ids = page.locator("#sessions-table tbody tr td.id")
+    expect(ids).to_have_count(50)
+    before = ids.all_inner_texts()
+    assert sorted(before) == sorted(s.session_id for s in sessions)
+    page.evaluate("window.__notReloaded = true")
+
+    send(ui.endpoint, project, [SessionSpec("full-new", [TurnSpec("ann", "one more", "sure", now_ns())])])
+    expect(ids).to_have_count(51, timeout=15_000)
+    expect(ids.first).to_have_text("full-new")
+    after = ids.all_inner_texts()
+    assert sorted(after) == sorted([*before, "full-new"])
+    assert "undefined" not in page.locator("#sessions-table").inner_text()
+    assert page.evaluate("document.querySelectorAll('#session-rows > tr').length") == 51
+    assert page.evaluate("document.getElementById('session-rows').childNodes.length") == 51  # no stray text
+    assert page.evaluate("window.__notReloaded") is True

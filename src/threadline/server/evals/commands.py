@@ -7,33 +7,15 @@ Both work directly on the store ``serve`` uses (``--db`` / ``THREADLINE_DATABASE
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from threadline.server.cli_args import TIME, TIME_FORMATS, require_known
 from threadline.server.cli_store import db_option, open_configured_store
-
-_RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_time(value: str | None, *, now: datetime | None = None) -> datetime | None:
-    """``2026-11-21``, ``2026-11-21T10:00:00[Z]`` (UTC unless an offset is given) or ``7d``/``24h``/``30m`` ago."""
-    if value is None:
-        return None
-    match = _RELATIVE.match(value.strip())
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r}: use 2026-11-21, 2026-11-21T10:00:00Z or a duration like 7d") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
 
 
 @click.group("eval")
@@ -56,14 +38,14 @@ def list_command() -> None:
 @click.option("--project", required=True, help="Project whose sessions to evaluate.")
 @click.option("--evaluator", "evaluators", multiple=True, required=True,
               help="Evaluator name (repeatable): see `threadline eval list`, or package.module:attribute.")
-@click.option("--since", default=None, help="Only sessions active since: 2026-11-21, …T10:00:00Z, or 7d / 24h / 30m.")
+@click.option("--since", type=TIME, default=None, help=f"Only sessions active since: {TIME_FORMATS}.")
 @click.option("--sessions", "session_lists", multiple=True, help="Only these sessions (comma-separated, repeatable).")
 @click.option("--session", "single_sessions", multiple=True, help="Only this session (exact id, repeatable).")
 @click.option("--identifier", default="threadline", show_default=True,
               help="Annotation identifier: runs with the same identifier update each other's annotations.")
 @click.option("--closed-only", is_flag=True, help="Only sessions that are closed.")
 @db_option
-def run_command(project: str, evaluators: tuple[str, ...], since: str | None, session_lists: tuple[str, ...],
+def run_command(project: str, evaluators: tuple[str, ...], since: datetime | None, session_lists: tuple[str, ...],
                 single_sessions: tuple[str, ...], identifier: str, closed_only: bool, database_url: str | None) -> None:
     """Evaluate a project's sessions; already evaluated sessions are skipped (resumable)."""
     from threadline.server.evals.evaluators import get_evaluator
@@ -77,7 +59,13 @@ def run_command(project: str, evaluators: tuple[str, ...], since: str | None, se
             raise click.BadParameter(str(exc.args[0]), param_hint="--evaluator") from exc
     ids = [s for chunk in session_lists for s in chunk.split(",") if s] + list(single_sessions)
     settings, store = open_configured_store(database_url)
-    options = RunOptions(project=project, evaluators=list(evaluators), since=parse_time(since),
+    try:
+        with store.read() as conn:
+            require_known(conn, project, sessions=ids)
+    except click.ClickException:
+        store.dispose()
+        raise
+    options = RunOptions(project=project, evaluators=list(evaluators), since=since,
                          session_ids=ids or None, identifier=identifier, closed_only=closed_only)
     console = Console(stderr=True)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -119,8 +107,8 @@ def run_command(project: str, evaluators: tuple[str, ...], since: str | None, se
 @click.option("--metric", "metrics", multiple=True,
               help="agg(field), repeatable: e.g. sum(tokens), p95(latency), mean(score:user_frustration), "
               "rate(label:user_frustration=frustrated). See docs/evals.md.")
-@click.option("--since", "start", default=None, help="Turns started since: 2026-11-21, …T10:00:00Z, or 7d / 24h.")
-@click.option("--until", "end", default=None, help="Turns started until (same formats).")
+@click.option("--since", "start", type=TIME, default=None, help=f"Turns started since: {TIME_FORMATS}.")
+@click.option("--until", "end", type=TIME, default=None, help="Turns started until (same formats).")
 @click.option("--user", "user_id", default=None, help="Only this user's turns.")
 @click.option("--session", "session_id", default=None, help="Only this session's turns.")
 @click.option("--model", default=None, help="Only turns with an LLM call of this model.")
@@ -130,7 +118,8 @@ def run_command(project: str, evaluators: tuple[str, ...], since: str | None, se
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @db_option
-def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start: str | None, end: str | None,
+def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start: datetime | None,
+                    end: datetime | None,
                     user_id: str | None, session_id: str | None, model: str | None, tag: str | None,
                     order_by: str | None, order: str, limit: int, as_json: bool, database_url: str | None) -> None:
     """Counts, sums, means and percentiles of tokens, cost, latency, turns, errors and eval scores, per group."""
@@ -140,9 +129,10 @@ def metrics_command(project: str, group_by: str, metrics: tuple[str, ...], start
     _settings, store = open_configured_store(database_url)
     try:
         with store.read() as conn:
+            require_known(conn, project, sessions=[session_id] if session_id is not None else [], user=user_id)
             result = compute_metrics(
                 conn, project, group_by, list(metrics) or list(DEFAULT_METRICS),
-                MetricsFilter(start=parse_time(start), end=parse_time(end), user_id=user_id, session_id=session_id,
+                MetricsFilter(start=start, end=end, user_id=user_id, session_id=session_id,
                               model=model, tag=tag), order_by=order_by, order=order, limit=limit)
     except InvalidQuery as exc:
         raise click.UsageError(str(exc)) from exc

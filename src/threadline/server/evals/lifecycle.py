@@ -1,7 +1,8 @@
 """The session lifecycle loop: close idle sessions, then run the projects' online evaluators.
 
 Every ``lifecycle_interval_seconds`` (or at once after :meth:`Lifecycle.wake`) the loop closes the
-open sessions whose last activity is older than their project's idle timeout, then runs each
+open sessions idle for longer than their project's idle timeout (since their latest span, capped at
+when it arrived: :func:`~threadline.server.store.lifecycle.idle_condition`), then runs each
 project's ``online_evaluators`` on its closed sessions that are due (never evaluated, or changed
 since). Ingest re-opens a session when a new turn arrives; when it closes again it is due again.
 Several server processes sharing a PostgreSQL database may all run the loop: closing is a
@@ -18,10 +19,10 @@ from typing import Any
 
 from threadline.server.evals.evaluators import get_evaluator
 from threadline.server.evals.runner import RunOptions, run_evaluations
-from threadline.server.query.lifecycle import all_project_settings, has_idle_sessions
+from threadline.server.query.lifecycle import all_project_settings
 from threadline.server.settings import Settings
 from threadline.server.store.engine import Store
-from threadline.server.store.lifecycle import close_idle_sessions
+from threadline.server.store.lifecycle import close_idle_sessions, has_idle_sessions
 
 log = logging.getLogger("threadline.lifecycle")
 

@@ -2,6 +2,12 @@
 
 Ingest re-opens a session (``closed_ns = NULL``) whenever it receives a new turn for it; this
 module only ever closes. ``closed_ns`` is the wall-clock time of the close.
+
+The idle rule (:func:`idle_condition`) lives here only: a session is idle since its latest span
+(``end_ns``), capped at the last time data of it arrived (``last_activity_ns``, the ingest time).
+Conversations dated days ago are idle as soon as they arrive; a clock running ahead cannot keep a
+session open past its last arrival. ``last_activity_ns`` itself stays the ingest time: it is the
+"changed since" stamp that makes an evaluated session due again and live pages refresh.
 """
 
 from __future__ import annotations
@@ -9,9 +15,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, or_, select, update
 
 from threadline.server.store import schema as t
+
+
+def idle_condition(cutoff_ns: int) -> ColumnElement[bool]:
+    """Sessions with no activity since ``cutoff_ns``: min(latest span end, last arrival) <= cutoff."""
+    s = t.sessions
+    return or_(s.c.last_activity_ns <= cutoff_ns, s.c.end_ns <= cutoff_ns)
+
+
+def has_idle_sessions(conn: Connection, project_id: int, cutoff_ns: int) -> bool:
+    """Whether the project has an open idle session (a cheap read before taking the write lock)."""
+    s = t.sessions
+    return conn.execute(select(s.c.session_id).where(
+        s.c.project_id == project_id, s.c.closed_ns.is_(None), idle_condition(cutoff_ns)).limit(1)
+    ).first() is not None
 
 
 def close_idle_sessions(tx: Connection, project_id: int, cutoff_ns: int, now_ns: int) -> list[str]:
@@ -19,7 +39,7 @@ def close_idle_sessions(tx: Connection, project_id: int, cutoff_ns: int, now_ns:
     s = t.sessions
     rows = tx.execute(
         update(s)
-        .where(s.c.project_id == project_id, s.c.closed_ns.is_(None), s.c.last_activity_ns <= cutoff_ns)
+        .where(s.c.project_id == project_id, s.c.closed_ns.is_(None), idle_condition(cutoff_ns))
         .values(closed_ns=now_ns)
         .returning(s.c.session_id)
     ).all()

@@ -165,7 +165,9 @@
       const known = new Set(Array.prototype.map.call(body.rows, function (r) { return r.dataset.key; }));
       const focused = document.activeElement && document.activeElement.closest("tr") ?
         document.activeElement.closest("tr").dataset.key : null;
-      const rows = Array.prototype.map.call(next.rows, adopt);
+      // next.rows is a live HTMLCollection and adopting a row moves it out of `next`: copy the
+      // rows first, or every other row is skipped (and the tail becomes "undefined").
+      const rows = Array.prototype.slice.call(next.rows).map(adopt);
       rows.forEach(function (row) { if (!known.has(row.dataset.key)) row.classList.add("fresh"); });
       body.replaceChildren.apply(body, rows);
       const empty = document.querySelector(".empty-row");
