@@ -80,11 +80,3 @@ def session_state(conn: Connection, project_id: int, session_id: str) -> tuple[i
     row = conn.execute(select(s.c.last_activity_ns, s.c.closed_ns).where(
         s.c.project_id == project_id, s.c.session_id == session_id)).first()
     return (row.last_activity_ns, row.closed_ns) if row is not None else None
-
-
-def has_idle_sessions(conn: Connection, project_id: int, cutoff_ns: int) -> bool:
-    """Whether the project has an open session with no activity since ``cutoff_ns`` (a cheap pre-check)."""
-    s = t.sessions
-    return conn.execute(select(s.c.session_id).where(
-        s.c.project_id == project_id, s.c.closed_ns.is_(None), s.c.last_activity_ns <= cutoff_ns).limit(1)
-    ).first() is not None
