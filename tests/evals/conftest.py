@@ -49,7 +49,7 @@ class Env:
         items: list[dict[str, object]] = []
         cursor = None
         while True:
-            params: dict[str, object] = {"limit": 1000, **filters, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"limit": 1000, **filters, **({"cursor": cursor} if cursor else {})}
             response = self.client.get(f"/v1/projects/{project}/annotations", params=params)
             assert response.status_code == 200, response.text
             body = response.json()

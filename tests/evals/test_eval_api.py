@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+
+import httpx
+
+from support.server import ServerProcess
 
 from .conftest import Env
+from .traffic import conversations, send
 
 
 def run_and_wait(env: Env, body: dict[str, object]) -> dict[str, object]:
@@ -14,7 +20,7 @@ def run_and_wait(env: Env, body: dict[str, object]) -> dict[str, object]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job: dict[str, object] = env.client.get(f"/v1/projects/api/eval-runs/{run_id}").json()
-        if job["state"] != "running":
+        if job["state"] not in ("queued", "running"):
             return job
         time.sleep(0.1)
     raise AssertionError("the evaluation run did not finish")
@@ -65,3 +71,25 @@ def test_tool_call_correctness_judges_only_turns_with_tools(env: Env) -> None:
                         for c in convs}
     prompts = [p for p in env.judge.prompts() if "Look at the tool calls" in p]
     assert prompts and all("Tool call: weather(" in p for p in prompts)
+
+
+def test_runs_outlive_the_server(db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
+    """A run's status and report are stored: a restarted server (new app, new store) answers the same."""
+    first = server_factory(db_url)
+    convs = conversations()
+    send(first.base_url + "/v1/traces", "restart", convs)
+    with httpx.Client(base_url=first.base_url, timeout=30) as c:
+        started = c.post("/v1/projects/restart/eval-runs", json={"evaluators": ["errors"]})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        assert started.json()["state"] in ("queued", "running", "done")
+        deadline = time.monotonic() + 120
+        while (job := c.get(f"/v1/projects/restart/eval-runs/{run_id}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+    assert job["state"] == "done" and job["done"] == job["total"] == len(convs)
+    first.stop()
+    second = server_factory(db_url)
+    with httpx.Client(base_url=second.base_url, timeout=30) as c:
+        again = c.get(f"/v1/projects/restart/eval-runs/{run_id}")
+        assert again.status_code == 200 and again.json() == job

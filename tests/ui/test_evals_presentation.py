@@ -1,15 +1,22 @@
-"""The evaluation helpers of the UI without a browser: score-sort parsing and sparkline geometry."""
+"""The evaluation helpers of the UI without a browser: score-sort parsing, sparkline geometry and colours,
+and the evaluation columns' cells."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from threadline.server.evals.evaluators import BUILTIN
+from threadline.server.evals.scales import AnnotationConfig
 from threadline.server.model import AnnotationSummary
 from threadline.server.query.annotations import TurnScores
 from threadline.server.web.ui.charts import SPARK_MAX_POINTS, sparklines
+from threadline.server.web.ui.evals import EvalColumn
 from threadline.server.web.ui.params import BadParameter, parse_sort, session_query, sort_link
+from threadline.server.web.ui.render import environment
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 CHOICES = ("start_time", "turns")
@@ -67,3 +74,61 @@ def test_sparklines_of_long_sessions_keep_the_line_and_the_broken_point() -> Non
     (line,) = sparklines(turns)
     assert [p.turn for p in line.points] == [8]
     assert line.line.count(",") == SPARK_MAX_POINTS + 1
+
+
+def _labelled(i: int, notes: dict[str, tuple[str | None, float | None]], broken: bool = False) -> TurnScores:
+    return TurnScores(trace_id=f"t{i}", index=i, start_time=T0 + timedelta(seconds=i), status="ok", broken=broken,
+                      annotations={n: AnnotationSummary(count=1, mean_score=score, labels={label: 1} if label else {})
+                                   for n, (label, score) in notes.items()})
+
+
+def test_sparkline_points_are_red_only_where_that_score_is_bad() -> None:
+    """Turn 2 is the broken turn (frustrated); its helpfulness is fine, so that point is not red."""
+    configs = {name: BUILTIN[name].config() for name in ("user_frustration", "helpfulness")}
+    configs["stars"] = AnnotationConfig(name="stars", kind="continuous", direction="higher_is_better",
+                                        min_score=1, max_score=5)
+    turns = [
+        _labelled(0, {"user_frustration": ("ok", 0.0), "helpfulness": ("unhelpful", 0.0), "stars": (None, 4.5)}),
+        _labelled(1, {"user_frustration": ("frustrated", 1.0), "helpfulness": ("helpful", 1.0),
+                      "stars": (None, 1.5)}, broken=True),
+        _labelled(2, {"user_frustration": ("ok", 0.0), "helpfulness": ("helpful", 1.0), "stars": (None, 3.0),
+                      "custom": ("wrong", 0.2)}),
+        _labelled(3, {"custom": ("fine", 0.9)}),
+    ]
+    lines = {line.name: line for line in sparklines(turns, configs)}
+    bad = {name: [p.turn for p in line.points if "bad" in p.css.split()] for name, line in lines.items()}
+    # lower is better for frustration (1 = frustrated is bad), higher for helpfulness and stars;
+    # a name without a config is bad only by a failure label (BAD_LABELS)
+    assert bad == {"user_frustration": [2], "helpfulness": [1], "stars": [2], "custom": [3]}
+    assert all("broken" in line.points[1].css for line in lines.values() if len(line.points) > 1)
+    assert "frustrated" in lines["user_frustration"].points[1].title and "bad" in lines["helpfulness"].points[0].title
+    # without configs only failure labels are bad: scores alone say nothing
+    plain = {line.name: [p.turn for p in line.points if "bad" in p.css.split()] for line in sparklines(turns)}
+    assert plain == {"user_frustration": [2], "helpfulness": [1], "stars": [], "custom": [3]}
+
+
+def test_evaluation_columns_render_labels_coloured_by_their_config() -> None:
+    frustration = EvalColumn("user_frustration", BUILTIN["user_frustration"].config())
+    goal = EvalColumn("goal_completion", BUILTIN["goal_completion"].config())
+    stars = EvalColumn("stars", AnnotationConfig(name="stars", kind="continuous", min_score=1, max_score=5,
+                                                 description="<b>Stars</b> given"))
+    plain = EvalColumn("note")
+    row = SimpleNamespace(annotations={
+        "user_frustration": AnnotationSummary(count=3, mean_score=1 / 3, labels={"frustrated": 1, "ok": 2}),
+        "goal_completion": AnnotationSummary(count=2, mean_score=0.0, labels={"not_completed": 2}),
+        "stars": AnnotationSummary(count=2, mean_score=4.5, labels={}),
+        "note": AnnotationSummary(count=1, mean_score=None, labels={"<i>x</i>": 1}),
+    })
+    macros = environment().from_string(
+        '{% from "_macros.html" import score_th, eval_td %}<table><tr>{% for c in cols %}'
+        '{{ score_th(c, none, "", "desc") }}{% endfor %}</tr><tr>{% for c in cols %}'
+        '{{ eval_td(c, row.annotations.get(c.name)) }}{% endfor %}</tr></table>')
+    html = macros.render(cols=[frustration, goal, stars, plain], row=row)
+    cells = re.findall(r'<td class="([^"]*)"(?: title="([^"]*)")?>(.*?)</td>', html)
+    assert [(css.split()[-1], text.replace("<wbr>", "")) for css, _, text in cells] == [
+        ("eval-good", "ok"), ("eval-bad", "not_completed"), ("eval-good", "4.5"),
+        ("eval-neutral", "&lt;i&gt;x&lt;/i&gt;")]
+    assert "frustrated ×1" in cells[0][1] and "mean score 0.33" in cells[0][1] and "3 annotations" in cells[0][1]
+    assert "lower is better" in html and "higher is better" in html and "&lt;b&gt;Stars&lt;/b&gt; given" in html
+    assert "user_<wbr>frustration" in html and "not_<wbr>completed" in html
+    assert "<b>" not in html and "<i>" not in html

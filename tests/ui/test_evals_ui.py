@@ -87,7 +87,7 @@ def _column(page: Page, table: str, sort: str) -> list[str]:
     """The texts of the column whose header sorts by ``sort``."""
     return list(page.locator(table).evaluate(
         """(t, sort) => {
-            const ths = Array.from(t.tHead.rows[0].cells);
+            const ths = Array.from(t.tHead.rows[t.tHead.rows.length - 1].cells);  // below the group row
             const i = ths.findIndex(th => th.querySelector(`a[data-sort="${sort}"]`));
             return Array.from(t.tBodies[0].rows).map(r => r.cells[i].textContent.trim());
         }""", sort))
@@ -182,15 +182,27 @@ def test_broken_turn_marked_and_trend_has_a_point_per_turn(page: Page, ui: UiSer
     assert page.locator("img, [onerror], svg[onload]").count() == 0
 
 
-def test_annotate_form_creates_annotation(page: Page, ui: UiServer, http: httpx.Client, evals: EvalData) -> None:
+def _open_form(page: Page, where: str) -> Any:
+    """Open the "Annotate" disclosure of ``where`` and wait for its names (from the annotation configs)."""
+    page.locator(f"{where} details.annotate summary").click()
+    form = page.locator(f"{where} form[data-annotate]")
+    expect(form.locator("select[name=name] option", has_text="New annotation name")).to_have_count(1)
+    return form
+
+
+def test_annotate_form_new_name_creates_config_and_annotation(page: Page, ui: UiServer, http: httpx.Client,
+                                                               evals: EvalData) -> None:
     trace_id = evals.trace_ids["ev-1"][0]
     page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-1"))
-    turn = page.locator("#turn-1")
-    turn.locator("details.annotate summary").click()
-    form = turn.locator("form[data-annotate]")
-    form.get_by_label("Name").fill("tone")
-    form.get_by_label("Label").fill("warm")
-    form.get_by_label("Score").fill("0.8")
+    form = _open_form(page, "#turn-1")
+    # no free-text name field until the explicit "new annotation name" path is chosen
+    expect(form.locator("input[name=new_name]")).to_be_hidden()
+    form.locator("select[name=name]").select_option(label="New annotation name…")
+    form.get_by_label("Name", exact=True).last.fill("tone")
+    form.get_by_label("Good labels").fill("warm, kind")
+    form.get_by_label("Bad labels").fill("cold")
+    form.locator("input[name=label_text]").fill("warm")
+    form.get_by_label("Score", exact=True).fill("0.8")
     form.get_by_label("Explanation").fill("kind reply")
     with page.expect_navigation():
         form.get_by_role("button", name="Save").click()
@@ -202,42 +214,87 @@ def test_annotate_form_creates_annotation(page: Page, ui: UiServer, http: httpx.
     note = found[0]
     assert (note["label"], note["score"], note["explanation"]) == ("warm", 0.8, "kind reply")
     assert (note["annotator_kind"], note["identifier"]) == ("HUMAN", "ui")
+    config = http.get(f"/v1/projects/{PROJECT}/annotation-configs/tone").json()
+    assert [(x["label"], x["polarity"]) for x in config["labels"]] == [("warm", "good"), ("kind", "good"),
+                                                                      ("cold", "bad")]
+    assert config["source"] == "project" and config["kind"] == "categorical"
+
+
+def test_annotate_form_offers_configured_names_and_labels(page: Page, ui: UiServer, http: httpx.Client,
+                                                          evals: EvalData) -> None:
+    put = http.put(f"/v1/projects/{PROJECT}/annotation-configs/resolution", json={
+        "kind": "categorical", "direction": "higher_is_better", "description": "Was the issue solved?",
+        "labels": [{"label": "solved", "polarity": "good", "score": 1}, {"label": "unsolved", "polarity": "bad",
+                                                                        "score": 0}]})
+    assert put.status_code == 200, put.text
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-2"))
+    form = _open_form(page, ".session-annotate")
+    names = form.locator("select[name=name] option").all_text_contents()
+    assert "resolution" in names and NAME in names and "helpfulness" in names  # stored and evaluator defaults
+    form.locator("select[name=name]").select_option("resolution")
+    labels = form.locator("select[name=label] option")
+    expect(labels).to_have_count(3)
+    assert labels.all_text_contents()[1:] == ["solved (good)", "unsolved (bad)"]
+    expect(form.locator("input[name=score]")).to_be_hidden()  # a categorical name scores by its label
+    form.locator("select[name=label]").select_option("unsolved")
+    with page.expect_navigation():
+        form.get_by_role("button", name="Save").click()
+    found = http.get(f"/v1/projects/{PROJECT}/annotations",
+                     params={"target_kind": "session", "target_id": "ev-2", "name": "resolution"}).json()["data"]
+    assert [(n["label"], n["score"]) for n in found] == [("unsolved", 0.0)]
+    # the annotation shows in its column of the sessions table, as its label
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions"))
+    header = page.locator('#sessions-table th.eval-th[data-eval="resolution"]')
+    expect(header).to_have_count(1)
+    column = page.locator("#sessions-table").evaluate(
+        """t => {
+            const ths = Array.from(t.tHead.rows[t.tHead.rows.length - 1].cells);
+            const i = ths.findIndex(th => th.dataset.eval === "resolution");
+            const row = Array.from(t.tBodies[0].rows).find(r => r.dataset.key === "ev-2");
+            return row.cells[i].textContent.trim();
+        }""")
+    assert column == "unsolved"
 
 
 def test_annotate_form_shows_api_errors(page: Page, guard: Guard, ui: UiServer, http: httpx.Client,
                                         evals: EvalData) -> None:
+    put = http.put(f"/v1/projects/{PROJECT}/annotation-configs/stars",
+                   json={"kind": "continuous", "min_score": 1, "max_score": 5})
+    assert put.status_code == 200, put.text
     page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-3"))
-    form = page.locator(".session-annotate form[data-annotate]")
-    page.locator(".session-annotate details.annotate summary").click()
-    for bad, phrase in (("abc", "valid number"), ("1e999", "finite")):
+    form = _open_form(page, ".session-annotate")
+    form.locator("select[name=name]").select_option("stars")
+    expect(form.locator("select[name=label]")).to_be_hidden()
+    expect(form.locator("input[name=score]")).to_have_attribute("placeholder", "1 – 5")
+    for bad, phrase in (("abc", "valid number"), ("1e999", "finite"), ("9", "maximum")):
         # the same JSON (same key order) as app.js sends, straight to the API
         expected = http.post(f"/v1/projects/{PROJECT}/annotations", json={
-            "target_kind": "session", "target_id": "ev-3", "name": "x", "annotator_kind": "HUMAN",
-            "identifier": "ui", "score": bad})
+            "target_kind": "session", "target_id": "ev-3", "name": "stars", "annotator_kind": "HUMAN",
+            "identifier": "ui", "score": 9 if bad == "9" else bad})
         assert 400 <= expected.status_code < 500
         message = expected.json()["error"]["message"]
         assert phrase in message
-        form.get_by_label("Name").fill("x")
-        form.get_by_label("Score").fill(bad)
+        form.get_by_label("Score", exact=True).fill(bad)
         form.get_by_role("button", name="Save").click()
         expect(form.locator("[data-annotate-status]")).to_have_text(message)
         expect(form.locator("[data-annotate-status]")).to_have_class("annotate-status err")
     listed = http.get(f"/v1/projects/{PROJECT}/annotations",
-                      params={"target_kind": "session", "target_id": "ev-3", "name": "x"}).json()["data"]
+                      params={"target_kind": "session", "target_id": "ev-3", "name": "stars"}).json()["data"]
     assert listed == []
-    # The browser logs each refused fetch; those two 400s are expected, anything else still fails the test.
+    # The browser logs each refused fetch; those three 400s are expected, anything else still fails the test.
     refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
-    assert guard.console_errors.count(refused) == 2
+    assert guard.console_errors.count(refused) == 3
     guard.console_errors[:] = [e for e in guard.console_errors if e != refused]
 
 
 def test_annotate_form_hostile_text_renders_as_text(page: Page, ui: UiServer, http: httpx.Client,
                                                     evals: EvalData) -> None:
     page.goto(ui.url(f"/projects/{PROJECT}/sessions/ev-3"))
-    page.locator(".session-annotate details.annotate summary").click()
-    form = page.locator(".session-annotate form[data-annotate]")
-    form.get_by_label("Name").fill(P_SCRIPT)
-    form.get_by_label("Label").fill(P_IMG)
+    form = _open_form(page, ".session-annotate")
+    form.locator("select[name=name]").select_option(label="New annotation name…")
+    form.get_by_label("Name", exact=True).last.fill(P_SCRIPT)
+    form.get_by_label("Kind").select_option("freeform")
+    form.locator("input[name=label_text]").fill(P_IMG)
     form.get_by_label("Explanation").fill(P_TD)
     with page.expect_navigation():
         form.get_by_role("button", name="Save").click()
@@ -254,6 +311,64 @@ def test_annotate_form_hostile_text_renders_as_text(page: Page, ui: UiServer, ht
     header.locator("a").click()
     expect(page.locator(".ranking-note")).to_contain_text(P_SCRIPT)
     expect(page.locator("#sessions-table tbody tr")).to_have_count(0)  # a label only: nothing to rank
+
+
+COLS_PROJECT = "evalcols"
+#: Five evaluation columns, one named like the built-in "Errors" column; session label per session.
+COLUMN_LABELS = {
+    "user_frustration": {"ec-1": "frustrated", "ec-2": "ok"},
+    "goal_completion": {"ec-1": "not_completed", "ec-2": "completed"},
+    "errors": {"ec-1": "error", "ec-2": "ok"},
+    "tool_call_correctness": {"ec-1": "incorrect", "ec-2": "correct"},
+    "helpfulness": {"ec-1": "unhelpful", "ec-2": "helpful"},
+}
+MIN_TEXT_PX = 16 * 16  # .sessions .c-text { width: 16rem }
+
+
+def test_five_evaluation_columns_keep_input_and_output_readable(page: Page, ui: UiServer, http: httpx.Client) -> None:
+    start = now_ns() - 300 * SECOND
+    long_text = "a long question about an order that never arrived and the refund that never came " * 3
+    specs = [SessionSpec(sid, [TurnSpec("u-" + sid, f"{sid}: {long_text}", f"{sid} answer: {long_text}",
+                                        start + i * 10 * SECOND)]) for i, sid in enumerate(("ec-1", "ec-2"))]
+    send(ui.endpoint, COLS_PROJECT, specs)
+    notes = [{"target_kind": "session", "target_id": sid, "name": name, "label": label, "annotator_kind": "LLM",
+              "score": 1.0 if label in ("frustrated", "completed", "error", "correct", "helpful") else 0.0}
+             for name, labels in COLUMN_LABELS.items() for sid, label in labels.items()]
+    deadline = time.monotonic() + 20
+    while (response := http.post(f"/v1/projects/{COLS_PROJECT}/annotations", json={"data": notes})).status_code \
+            == 404 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the exported sessions are not stored yet
+    assert response.status_code == 200, response.text
+
+    page.goto(ui.url(f"/projects/{COLS_PROJECT}/sessions"))
+    table = page.locator("#sessions-table")
+    expect(table.locator("th.eval-th")).to_have_count(len(COLUMN_LABELS))
+    for header in ("First input", "Last output"):
+        box = table.locator("thead th", has_text=header).bounding_box()
+        assert box is not None and box["width"] >= MIN_TEXT_PX - 1, (header, box)
+    cell = table.locator('tbody tr[data-key="ec-1"] td.text').first.bounding_box()
+    assert cell is not None and cell["width"] >= MIN_TEXT_PX - 1 and cell["height"] > 10
+    # the table scrolls inside its frame; the page itself does not scroll sideways
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert page.locator(".table-wrap").evaluate("w => w.scrollWidth > w.clientWidth")
+    # headers: the full names, under an "Evaluations" group, apart from the built-in "Errors"
+    expect(table.locator("th.group-evals")).to_have_text("Evaluations")
+    assert table.locator("th.group-evals").get_attribute("colspan") == str(len(COLUMN_LABELS))
+    names = [t.strip() for t in table.locator("th.eval-th .eval-name").all_text_contents()]
+    assert sorted(names) == sorted(COLUMN_LABELS)
+    for th in table.locator("th.eval-th").all():  # wrapped, not cut
+        assert th.evaluate("th => th.scrollWidth <= th.clientWidth + 1")
+        assert (th.get_attribute("title") or "").startswith("Evaluation ")
+    builtin = table.locator("thead th:not(.eval-th)", has_text="Errors")
+    expect(builtin).to_have_count(1)
+    assert builtin.evaluate("th => getComputedStyle(th).textTransform") == "uppercase"
+    assert table.locator('th.eval-th[data-eval="errors"]').evaluate("th => getComputedStyle(th).textTransform") \
+        == "none"
+    # cells show the labels (majority label), with counts and the mean score on hover
+    cells = table.locator('tbody tr[data-key="ec-1"] td.eval-cell')
+    assert sorted(t.strip() for t in cells.all_text_contents()) == sorted(v["ec-1"] for v in COLUMN_LABELS.values())
+    title = table.locator('tbody tr[data-key="ec-2"] td.eval-cell', has_text="completed").get_attribute("title")
+    assert title and "1 annotation" in title and "mean score 1" in title
 
 
 def test_breakdown_link_opens_the_trace_when_the_turn_is_not_loaded(page: Page, ui: UiServer) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from threadline.server.evals.context import estimate_tokens, render_conversation, render_turn, shorten
 from threadline.server.evals.judge import Judge, JudgeNotConfigured
+from threadline.server.evals.scales import AnnotationConfig, Direction, LabelSpec
 from threadline.server.evals.templates import SYSTEM_PROMPT, TEMPLATES, JudgeTemplate, parse_verdict
 from threadline.server.model import Turn
 
@@ -40,7 +41,12 @@ class EvalContext:
 
 
 class Evaluator(ABC):
-    """Base class of every evaluator."""
+    """Base class of every evaluator.
+
+    Every evaluator declares its ``direction`` (the default: a higher score is worse, as a code
+    evaluator scores its bad label 1) and its labels (:meth:`labels`, good and bad), which the UI
+    uses to colour its column and its per-turn trend.
+    """
 
     name: str
     description: str = ""
@@ -49,6 +55,17 @@ class Evaluator(ABC):
     judges_session: bool = False
     good_label: str = "ok"
     bad_label: str = "bad"
+    direction: Direction = "lower_is_better"
+
+    def labels(self) -> tuple[LabelSpec, ...]:
+        """The labels this evaluator gives, bad first, with their polarity and score."""
+        bad, good = (1.0, 0.0) if self.direction == "lower_is_better" else (0.0, 1.0)
+        return (LabelSpec(self.bad_label, "bad", bad), LabelSpec(self.good_label, "good", good))
+
+    def config(self) -> AnnotationConfig:
+        """The annotation config its annotations get in a project that has not configured the name."""
+        return AnnotationConfig(name=self.name, kind="categorical", labels=self.labels(), direction=self.direction,
+                                min_score=0.0, max_score=1.0, description=self.description, source="evaluator")
 
     def applies_to(self, turn: Turn) -> bool:
         """Whether ``turn`` gets a turn verdict."""
@@ -88,6 +105,15 @@ class LlmEvaluator(Evaluator):
         self.judges_turns = template.turn_question is not None
         self.judges_session = template.session_question is not None
         self.good_label, self.bad_label = template.good_label, template.bad_label
+        self.direction = template.direction
+
+    def labels(self) -> tuple[LabelSpec, ...]:
+        """The template's rails with their scores; the bad label is bad, the good one good."""
+        def polarity(label: str) -> Literal["good", "bad", "neutral"]:
+            return "bad" if label == self.bad_label else "good" if label == self.good_label else "neutral"
+
+        scores = self.template.scores
+        return tuple(LabelSpec(label, polarity(label), scores.get(label)) for label in self.template.rails)
 
     def applies_to(self, turn: Turn) -> bool:
         """Templates about tool calls only judge turns that made some."""
@@ -134,15 +160,18 @@ class CodeEvaluator(Evaluator):
     """An evaluator from a plain Python function of one turn.
 
     The function returns an :class:`EvalResult`, a label (``str``), a ``bool`` (``True`` = the bad
-    label, e.g. "this turn is an error") or ``None`` (the turn is not applicable).
+    label, e.g. "this turn is an error") or ``None`` (the turn is not applicable). The bad label
+    scores 1 and the good one 0, so the direction is ``lower_is_better`` unless given (a function
+    that returns its own scores may say ``direction="higher_is_better"``).
     """
 
     annotator_kind: Literal["LLM", "CODE"] = "CODE"
 
     def __init__(self, name: str, function: TurnFunction, *, good_label: str = "ok", bad_label: str = "bad",
-                 description: str = "") -> None:
+                 description: str = "", direction: Direction = "lower_is_better") -> None:
         self.name, self.function = name, function
         self.good_label, self.bad_label = good_label, bad_label
+        self.direction = direction
         self.description = description or (function.__doc__ or "").strip().split("\n")[0]
 
     def applies_to(self, turn: Turn) -> bool:
@@ -156,9 +185,9 @@ class CodeEvaluator(Evaluator):
             return value
         if value is None:
             return EvalResult(label="not_applicable", score=None)
-        if isinstance(value, bool):
-            return EvalResult(label=self.bad_label if value else self.good_label, score=1.0 if value else 0.0)
-        return EvalResult(label=str(value), score=1.0 if value == self.bad_label else 0.0)
+        bad = value if isinstance(value, bool) else str(value) == self.bad_label
+        label = (self.bad_label if value else self.good_label) if isinstance(value, bool) else str(value)
+        return EvalResult(label=label, score=float(bad == (self.direction == "lower_is_better")))
 
 
 LATENCY_THRESHOLD_MS = 10_000.0

@@ -12,6 +12,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from threadline.server.evals.scales import Direction
+
 SYSTEM_PROMPT = (
     "You are a careful evaluator of conversations between a user and an AI assistant. "
     "Read the material and answer only with a JSON object "
@@ -25,7 +27,8 @@ class JudgeTemplate:
 
     ``scores`` maps each rail label to the annotation score (1.0 = the property named by the
     evaluator holds). ``bad_label`` is the label meaning "this went wrong" and ``good_label`` its
-    opposite (used when a session verdict is derived from its turns).
+    opposite (used when a session verdict is derived from its turns). ``direction`` says whether a
+    higher score is better (``goal_completion``) or worse (``user_frustration``).
     """
 
     name: str
@@ -34,6 +37,7 @@ class JudgeTemplate:
     scores: dict[str, float]
     good_label: str
     bad_label: str
+    direction: Direction
     session_question: str | None = None
     turn_question: str | None = None
     include_tools: bool = False
@@ -93,6 +97,7 @@ USER_FRUSTRATION = JudgeTemplate(
     name="user_frustration",
     description="Is the user frustrated? Judged per session and per turn (with the conversation so far).",
     rails=("frustrated", "ok"), scores={"frustrated": 1.0, "ok": 0.0}, good_label="ok", bad_label="frustrated",
+    direction="lower_is_better",
     session_question="Does the user become frustrated, annoyed or impatient with the assistant at any point of "
     "this conversation (repeating themselves, complaining, giving up, angry wording)?",
     turn_question="Is the user frustrated, annoyed or impatient in their message of the turn to judge? Use the "
@@ -104,7 +109,7 @@ GOAL_COMPLETION = JudgeTemplate(
     name="goal_completion",
     description="Did the conversation achieve what the user came for? Judged per session.",
     rails=("completed", "not_completed"), scores={"completed": 1.0, "not_completed": 0.0},
-    good_label="completed", bad_label="not_completed",
+    good_label="completed", bad_label="not_completed", direction="higher_is_better",
     session_question="What was the user's goal in this conversation, and did the assistant fully achieve it "
     "by the end?",
     label_help={"completed": "the goal was achieved", "not_completed": "the goal was not (fully) achieved"},
@@ -114,7 +119,7 @@ HELPFULNESS = JudgeTemplate(
     name="helpfulness",
     description="Is the assistant's reply helpful for the user's message? Judged per turn.",
     rails=("helpful", "unhelpful"), scores={"helpful": 1.0, "unhelpful": 0.0},
-    good_label="helpful", bad_label="unhelpful",
+    good_label="helpful", bad_label="unhelpful", direction="higher_is_better",
     turn_question="Is the assistant's reply in the turn to judge helpful: does it address the user's message "
     "directly and usefully?",
 )
@@ -123,7 +128,7 @@ CORRECTNESS = JudgeTemplate(
     name="correctness",
     description="Is the assistant's reply factually and logically correct? Judged per turn.",
     rails=("correct", "incorrect"), scores={"correct": 1.0, "incorrect": 0.0},
-    good_label="correct", bad_label="incorrect",
+    good_label="correct", bad_label="incorrect", direction="higher_is_better",
     turn_question="Is the assistant's reply in the turn to judge correct (facts, reasoning, consistency with "
     "the conversation and with tool results)?",
     include_tools=True,
@@ -133,7 +138,7 @@ TOOL_CALL_CORRECTNESS = JudgeTemplate(
     name="tool_call_correctness",
     description="Were the right tools called with the right arguments? Judged per turn that calls tools.",
     rails=("correct", "incorrect"), scores={"correct": 1.0, "incorrect": 0.0},
-    good_label="correct", bad_label="incorrect",
+    good_label="correct", bad_label="incorrect", direction="higher_is_better",
     turn_question="Look at the tool calls of the turn to judge. Were the right tools chosen, with arguments "
     "that match the user's request, and were their results used properly?",
     include_tools=True, only_turns_with_tools=True,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from threadline.server.query.annotation_configs import list_annotation_configs
 from threadline.server.query.annotations import (
     AnnotationFilter,
     first_broken_turn,
@@ -103,9 +104,15 @@ def upsert(
         if pid is None:
             raise ApiError(404, "project_not_found", f"no project {project!r}")
         missing = missing_targets(conn, pid, [(i.target_kind, i.target_id) for i in items])
+        configs = {c.name: c for c in list_annotation_configs(conn, pid, sorted({i.name for i in items}))}
     if missing:
         listed = ", ".join(f"{kind} {target_id!r}" for kind, target_id in missing[:20])
         raise ApiError(404, "target_not_found", f"not found in project {project!r}: {listed}")
+    for item in items:  # a configured name takes only its own labels (and scores in its range)
+        config = configs.get(item.name)
+        problem = config.problem(item.label, item.score) if config is not None else None
+        if problem:
+            raise ApiError(400, "annotation_config_mismatch", problem)
     with store.write() as tx:
         ids = upsert_annotations(tx, pid, [AnnotationWrite(
             target_kind=i.target_kind, target_id=i.target_id, name=i.name, annotator_kind=i.annotator_kind,

@@ -1,4 +1,7 @@
-"""Evaluators and evaluation runs: ``GET /v1/evaluators``, ``POST``/``GET /v1/projects/{project}/eval-runs``."""
+"""Evaluators and evaluation runs: ``GET /v1/evaluators``, ``POST``/``GET /v1/projects/{project}/eval-runs``.
+
+Runs are recorded in the store (:mod:`threadline.server.evals.jobs`), so their status outlives the server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from threadline.server.evals.evaluators import BUILTIN, LlmEvaluator, get_evaluator
+from threadline.server.evals.evaluators import BUILTIN, get_evaluator
 from threadline.server.evals.jobs import EvalJobs
 from threadline.server.evals.runner import DEFAULT_IDENTIFIER, RunOptions
 from threadline.server.query.projects import project_id
@@ -17,6 +20,7 @@ from threadline.server.store.engine import Store
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
+from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["evals"])
 _lock = threading.Lock()
@@ -51,13 +55,14 @@ def _jobs(request: Request) -> EvalJobs:
 
 @router.get("/v1/evaluators", summary="Built-in evaluators")
 def evaluators() -> JSONResponse:
-    """Name, kind (LLM or CODE), what they judge, labels and description of each built-in evaluator."""
+    """Name, kind (LLM or CODE), what they judge, direction, labels (with polarity and score), description."""
     out = []
     for name, ev in sorted(BUILTIN.items()):
-        labels = list(ev.template.rails) if isinstance(ev, LlmEvaluator) else [ev.bad_label, ev.good_label]
+        specs = ev.labels()
         out.append({"name": name, "annotator_kind": ev.annotator_kind, "judges_session": ev.judges_session,
-                    "judges_turns": ev.judges_turns, "labels": labels, "bad_label": ev.bad_label,
-                    "description": ev.description})
+                    "judges_turns": ev.judges_turns, "direction": ev.direction,
+                    "labels": [spec.label for spec in specs], "label_details": [spec.as_dict() for spec in specs],
+                    "good_label": ev.good_label, "bad_label": ev.bad_label, "description": ev.description})
     return JSONResponse({"data": out})
 
 
@@ -72,18 +77,24 @@ def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -
         if evaluator.annotator_kind == "LLM" and not request.app.state.settings.judge_base_url:
             raise ApiError(409, "judge_not_configured",
                            f"evaluator {name} needs an LLM judge: set THREADLINE_JUDGE_BASE_URL on the server")
-    if project_id(conn, project) is None:
+    pid = project_id(conn, project)
+    if pid is None:
         raise ApiError(404, "project_not_found", f"no project {project!r}")
-    job = _jobs(request).start(RunOptions(
+    jobs = _jobs(request)
+    run_id = jobs.start(pid, RunOptions(
         project=project, evaluators=body.evaluators, since=body.since, session_ids=body.session_ids,
         identifier=body.identifier, closed_only=body.closed_only, builtin_only=True))
-    return JSONResponse(job.as_dict(), status_code=202)
+    return JSONResponse(to_json(jobs.get(project, pid, run_id)), status_code=202)
 
 
 @router.get("/v1/projects/{project}/eval-runs/{run_id}", summary="Progress and report of an evaluation run")
-def get_run(project: str, run_id: int, request: Request) -> JSONResponse:
-    """``state`` (running, done, failed), ``done``/``total`` and, when finished, the report."""
-    job = _jobs(request).get(run_id)
-    if job is None or job.options.project != project:
+def get_run(project: str, run_id: int, request: Request, conn: ReadConn) -> JSONResponse:
+    """``state`` (queued, running, done, failed, interrupted), ``done``/``total`` and, when finished, the report.
+
+    Runs are stored: this answers after a restart too (a run whose server stopped reads ``interrupted``).
+    """
+    pid = project_id(conn, project)
+    found = _jobs(request).get(project, pid, run_id) if pid is not None else None
+    if found is None:
         raise ApiError(404, "eval_run_not_found", f"no evaluation run {run_id} in project {project!r}")
-    return JSONResponse(job.as_dict())
+    return JSONResponse(to_json(found))

@@ -7,10 +7,12 @@ page, the timeline strip of a conversation and the latency bars of the trace vie
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from threadline.server.query.annotations import TurnScores
+from threadline.server.evals.scales import AnnotationConfig, majority_label
+from threadline.server.model import AnnotationSummary
+from threadline.server.query.annotations import BAD_LABELS, TurnScores
 from threadline.server.query.overview import TimeSeries, TurnMark
 from threadline.server.web.ui.render import clock, compact, duration, score, timestamp
 
@@ -136,19 +138,35 @@ class Sparkline:
     high: str
 
 
-def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
+def point_polarity(note: AnnotationSummary, config: AnnotationConfig | None) -> str:
+    """``bad``, ``good`` or ``neutral`` for one turn's summary of one annotation name.
+
+    By the name's config (its labels' polarity, else its direction and range); without a config a
+    point is bad only when its most frequent label is a failure label (:data:`BAD_LABELS`).
+    """
+    if config is not None:
+        return config.verdict(note.labels, note.mean_score)
+    return "bad" if majority_label(note.labels) in BAD_LABELS else "neutral"
+
+
+def sparklines(turns: list[TurnScores], configs: Mapping[str, AnnotationConfig] | None = None) -> list[Sparkline]:
     """One sparkline per annotation name with a score on some turn; ``[]`` when no turn is scored.
 
     The y axis spans the scores' own range (at least 0..1 when they fit in it) so a flat series
-    stays readable. Turns without a score of that name are drawn as hollow points on the baseline;
-    the broken turn (:func:`threadline.server.query.annotations.first_broken_turn`) is ``broken``.
-    Over :data:`SPARK_MAX_POINTS` turns only the line and the broken turn's point are kept.
+    stays readable. Turns without a score of that name are drawn as hollow points on the baseline.
+    A point is ``bad`` (red) only where that turn's score of that name is bad by the name's config
+    (:func:`point_polarity`), so a turn that broke the conversation on one score is not red on the
+    others; the broken turn (:func:`threadline.server.query.annotations.first_broken_turn`) is
+    ``broken`` (drawn larger). Over :data:`SPARK_MAX_POINTS` turns only the line and the broken
+    turn's point are kept.
     """
+    configs = configs or {}
     names = sorted({name for turn in turns for name, note in turn.annotations.items() if note.mean_score is not None})
     broken = next((turn.trace_id for turn in turns if turn.broken), None)
     lines: list[Sparkline] = []
     step = (SPARK_WIDTH - 2 * SPARK_PAD) / max(len(turns) - 1, 1)
     for name in names:
+        config = configs.get(name)
         values = [note.mean_score for turn in turns if (note := turn.annotations.get(name)) is not None
                   and note.mean_score is not None]
         low, high = min(values), max(values)
@@ -160,11 +178,14 @@ def sparklines(turns: list[TurnScores]) -> list[Sparkline]:
             note = turn.annotations.get(name)
             value = note.mean_score if note is not None else None
             x = round(SPARK_PAD + turn.index * step if len(turns) > 1 else SPARK_WIDTH / 2, 2)
-            if value is None:
+            if note is None or value is None:
                 y, css, text = float(SPARK_HEIGHT - SPARK_PAD), "none", "no score"
             else:
                 y = SPARK_HEIGHT - SPARK_PAD - (SPARK_HEIGHT - 2 * SPARK_PAD) * (value - low) / spread
-                css, text = "scored", score(value)
+                polarity = point_polarity(note, config)
+                top = majority_label(note.labels)
+                css = "scored" + (" bad" if polarity == "bad" else "")
+                text = score(value) + (f" ({top})" if top else "") + (f", {polarity}" if polarity != "neutral" else "")
             if turn.trace_id == broken:
                 css += " broken"
             tip = f"Turn {turn.index + 1} · {name}: {text}" + (" · conversation breaks here" if

@@ -288,7 +288,75 @@
   });
 
   // --- annotate by hand: POST JSON to the REST API, then reload to show the new badges ----------
+  // The names come from the project's annotation configs (GET …/annotation-configs): a configured
+  // name offers its labels (categorical) or a score in its range (continuous). A name that has no
+  // config yet is only possible through "New annotation name…", which creates its config first, so
+  // a typo never silently makes a new column.
   const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+  const annotationConfigs = {};  // URL → promise of the configs
+
+  function loadConfigs(url) {
+    if (!annotationConfigs[url]) {
+      annotationConfigs[url] = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : { data: [] }; })
+        .then(function (body) { return Array.isArray(body && body.data) ? body.data : []; })
+        .catch(function () { return []; });
+    }
+    return annotationConfigs[url];
+  }
+
+  function option(value, text) {
+    const item = document.createElement("option");
+    item.value = value;
+    item.textContent = text;
+    return item;
+  }
+
+  function annotateRange(config) {
+    const low = config.min_score, high = config.max_score;
+    if (low === null && high === null) return "any number";
+    return (low === null ? "…" : String(low)) + " – " + (high === null ? "…" : String(high));
+  }
+
+  // Show the fields that fit the chosen name: labels, a score, or the new-name fieldset.
+  function annotateChoose(form) {
+    const select = form.querySelector("[data-annotate-name]");
+    const chosen = select.options[select.selectedIndex];
+    const isNew = !!(chosen && chosen.dataset.newName);
+    const config = isNew || !chosen ? null : (form.annotateConfigs || {})[chosen.value];
+    const labels = form.querySelector("[data-annotate-label]");
+    const kind = isNew ? form.elements.namedItem("new_kind").value : (config ? config.kind : "");
+    form.querySelector("[data-annotate-new]").hidden = !isNew;
+    form.querySelector("[data-annotate-label-field]").hidden = isNew || kind !== "categorical";
+    form.querySelector("[data-annotate-label-text-field]").hidden = !(isNew ? kind !== "continuous" : kind === "freeform");
+    form.querySelector("[data-annotate-score-field]").hidden = kind === "categorical" && !isNew;
+    while (labels.firstChild) labels.removeChild(labels.firstChild);
+    labels.appendChild(option("", "(choose a label)"));
+    if (config && config.kind === "categorical") {
+      config.labels.forEach(function (spec) {
+        labels.appendChild(option(spec.label, spec.label + (spec.polarity !== "neutral" ? " (" + spec.polarity + ")" : "")));
+      });
+    }
+    const score = form.querySelector("[data-annotate-score]");
+    score.placeholder = config && config.kind === "continuous" ? annotateRange(config) : "e.g. 0.5";
+  }
+
+  function fillNames(form, configs) {
+    const select = form.querySelector("[data-annotate-name]");
+    form.annotateConfigs = {};
+    while (select.firstChild) select.removeChild(select.firstChild);
+    select.appendChild(option("", configs.length ? "(choose a name)" : "(no annotation names yet)"));
+    configs.forEach(function (config) {
+      form.annotateConfigs[config.name] = config;
+      const item = option(config.name, config.name);
+      if (config.description) item.title = config.description;
+      select.appendChild(item);
+    });
+    const fresh = option("", "New annotation name…");
+    fresh.dataset.newName = "1";
+    select.appendChild(fresh);
+    annotateChoose(form);
+  }
 
   // Opening "Annotate" clones the page's one form template (no markup from data: attributes only).
   document.addEventListener("toggle", function (event) {
@@ -302,9 +370,44 @@
     form.dataset.targetId = details.dataset.annotateId;
     form.setAttribute("aria-label", "Annotate " + (details.dataset.annotateWhat || ""));
     details.appendChild(form);
-    const first = form.querySelector("input");
-    if (first) first.focus();
+    loadConfigs(form.dataset.configs).then(function (configs) {
+      fillNames(form, configs);
+      const first = form.querySelector("[data-annotate-name]");
+      if (first) first.focus();
+    });
   }, true);
+
+  document.addEventListener("change", function (event) {
+    const form = event.target.closest ? event.target.closest("form[data-annotate]") : null;
+    if (form && (event.target.matches("[data-annotate-name]") || event.target.name === "new_kind")) annotateChoose(form);
+  });
+
+  function splitLabels(text) {
+    return text.split(",").map(function (part) { return part.trim(); }).filter(function (part) { return part; });
+  }
+
+  // The config a new name gets: its good and bad labels, scored 1/0 by the direction.
+  function newConfig(form, field) {
+    const kind = field("new_kind"), direction = field("new_direction") || "higher_is_better";
+    const high = direction === "higher_is_better" ? 1 : 0;
+    const labels = kind !== "categorical" ? [] :
+      splitLabels(field("new_good")).map(function (label) { return { label: label, polarity: "good", score: high }; })
+        .concat(splitLabels(field("new_bad")).map(function (label) { return { label: label, polarity: "bad", score: 1 - high }; }));
+    return { kind: kind, labels: labels, direction: direction };
+  }
+
+  function sendJson(method, url, body) {
+    return fetch(url, {
+      method: method, credentials: "same-origin", body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+    }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (data) {
+        if (response.ok) return data;
+        const error = data && data.error ? data.error : null;
+        throw new Error(error && error.message ? String(error.message) : "The server answered " + response.status + ".");
+      }, function () { throw new Error("The server answered " + response.status + "."); });
+    }, function () { throw new Error("Could not reach the server."); });
+  }
 
   document.addEventListener("submit", function (event) {
     const form = event.target.closest ? event.target.closest("form[data-annotate]") : null;
@@ -318,32 +421,36 @@
       const input = form.elements.namedItem(name);
       return input && typeof input.value === "string" ? input.value.trim() : "";
     }
-    const body = { target_kind: form.dataset.targetKind, target_id: form.dataset.targetId, name: field("name"),
+    const select = form.querySelector("[data-annotate-name]");
+    const chosen = select.options[select.selectedIndex];
+    const isNew = !!(chosen && chosen.dataset.newName);
+    const name = isNew ? field("new_name") : field("name");
+    if (!name) { say(isNew ? "Type the new annotation name." : "Choose an annotation name.", true); return; }
+    const config = isNew ? null : (form.annotateConfigs || {})[name];
+    const body = { target_kind: form.dataset.targetKind, target_id: form.dataset.targetId, name: name,
       annotator_kind: "HUMAN", identifier: "ui" };
-    if (field("label")) body.label = field("label");
-    const score = field("score");
+    const label = form.querySelector("[data-annotate-label-field]").hidden ? field("label_text") : field("label");
+    if (label) body.label = label;
+    const score = form.querySelector("[data-annotate-score-field]").hidden ? "" : field("score");
     // A number goes as a number; anything else goes as typed so the API explains what is wrong.
     if (score) body.score = NUMBER.test(score) && isFinite(Number(score)) ? Number(score) : score;
+    if (config && label && !score) {  // a categorical label brings its score, so the mean means something
+      config.labels.forEach(function (spec) { if (spec.label === label && spec.score !== null) body.score = spec.score; });
+    }
     if (field("explanation")) body.explanation = field("explanation");
     const button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
     say("Saving…", false);
-    fetch(form.dataset.api, {
-      method: "POST", credentials: "same-origin", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-    }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (data) {
-        if (response.ok) {
-          say("Saved.", false);
-          window.location.reload();
-          return;
-        }
-        const error = data && data.error ? data.error : null;
-        say(error && error.message ? String(error.message) : "The server answered " + response.status + ".", true);
-        if (button) button.disabled = false;
-      });
-    }).catch(function () {
-      say("Could not reach the server.", true);
+    const ready = isNew ? sendJson("PUT", form.dataset.configs + "/" + encodeURIComponent(name), newConfig(form, field))
+      : Promise.resolve(null);
+    ready.then(function () {
+      if (isNew) delete annotationConfigs[form.dataset.configs];
+      return sendJson("POST", form.dataset.api, body);
+    }).then(function () {
+      say("Saved.", false);
+      window.location.reload();
+    }).catch(function (error) {
+      say(error && error.message ? error.message : "Could not save.", true);
       if (button) button.disabled = false;
     });
   });
