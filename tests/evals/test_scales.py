@@ -72,3 +72,17 @@ def test_config_verdicts_and_problems() -> None:
     free = AnnotationConfig(name="note", kind="freeform")
     assert free.problem("anything", 1e9) is None and free.verdict({"x": 1}, 0.0) == "neutral"
     assert majority_label({"b": 2, "a": 2, "c": 1}) == "a" and majority_label({}) is None
+
+
+def test_eval_list_shows_each_direction_and_bad_label() -> None:
+    from click.testing import CliRunner
+
+    from threadline.server.evals.commands import list_command
+
+    result = CliRunner().invoke(list_command, [])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert set(lines) == set(BUILTIN)
+    for name, ev in BUILTIN.items():
+        word = "higher" if ev.direction == "higher_is_better" else "lower"
+        assert f"{word} is better, bad: {ev.bad_label}" in lines[name]

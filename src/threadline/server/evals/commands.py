@@ -31,7 +31,8 @@ def list_command() -> None:
     for name, evaluator in sorted(BUILTIN.items()):
         flags = (("session", evaluator.judges_session), ("turn", evaluator.judges_turns))
         levels = "+".join(x for x, on in flags if on)
-        click.echo(f"{name:<24} {evaluator.annotator_kind:<5} {levels:<13} {evaluator.description}")
+        better = f"{evaluator.direction.split('_')[0]} is better, bad: {evaluator.bad_label}"
+        click.echo(f"{name:<24} {evaluator.annotator_kind:<5} {levels:<13} {better:<38} {evaluator.description}")
 
 
 @eval_group.command("run")
