@@ -124,3 +124,13 @@ def test_evaluator_catalogue_declares_directions_and_label_polarity(env: Env) ->
     for item in catalogue.values():
         polarity = {d["label"]: d["polarity"] for d in item["label_details"]}
         assert polarity[item["bad_label"]] == "bad" and polarity[item["good_label"]] == "good"
+
+
+@pytest.mark.parametrize("path", ["/v1/projects/notes/eval-runs/{n}", "/v1/projects/notes/annotations/{n}"])
+def test_ids_beyond_an_integer_column_are_400_not_500(env: Env, path: str) -> None:
+    for n in (2**31, 2**63, 10**30, 0):
+        response = env.client.get(path.format(n=n))
+        assert response.status_code == 400, (n, response.text)
+        assert response.json()["error"]["code"] == "invalid_request"
+    assert env.client.delete(f"/v1/projects/notes/annotations/{2**64}").status_code == 400
+    assert env.client.get(path.format(n=2**31 - 1)).status_code == 404

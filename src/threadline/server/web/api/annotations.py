@@ -6,7 +6,7 @@ import math
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -34,6 +34,8 @@ router = APIRouter(tags=["annotations"])
 TargetKind = Literal["span", "trace", "session", "user"]
 AnnotatorKind = Literal["HUMAN", "LLM", "CODE"]
 MAX_BULK = 1000
+#: A stored row id (an INTEGER column): a larger number is a 400, not an overflow in the database.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class AnnotationIn(BaseModel):
@@ -143,7 +145,7 @@ def annotation_list(
 
 
 @router.get("/v1/projects/{project}/annotations/{annotation_id}", summary="One annotation")
-def annotation(project: str, annotation_id: int, conn: ReadConn) -> JSONResponse:
+def annotation(project: str, annotation_id: RowId, conn: ReadConn) -> JSONResponse:
     """An annotation by id."""
     found = get_annotation(conn, project, annotation_id)
     if found is None:
@@ -153,7 +155,7 @@ def annotation(project: str, annotation_id: int, conn: ReadConn) -> JSONResponse
 
 @router.delete("/v1/projects/{project}/annotations/{annotation_id}", status_code=204,
                summary="Delete an annotation")
-def remove(project: str, annotation_id: int, request: Request) -> Response:
+def remove(project: str, annotation_id: RowId, request: Request) -> Response:
     """Delete an annotation by id (404 when there is none)."""
     with _store(request).write() as tx:
         pid = project_id(tx, project)

@@ -17,6 +17,7 @@ from threadline.server.evals.jobs import EvalJobs
 from threadline.server.evals.runner import DEFAULT_IDENTIFIER, RunOptions
 from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
+from threadline.server.web.api.annotations import RowId
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
@@ -88,7 +89,7 @@ def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -
 
 
 @router.get("/v1/projects/{project}/eval-runs/{run_id}", summary="Progress and report of an evaluation run")
-def get_run(project: str, run_id: int, request: Request, conn: ReadConn) -> JSONResponse:
+def get_run(project: str, run_id: RowId, request: Request, conn: ReadConn) -> JSONResponse:
     """``state`` (queued, running, done, failed, interrupted), ``done``/``total`` and, when finished, the report.
 
     Runs are stored: this answers after a restart too (a run whose server stopped reads ``interrupted``).
