@@ -59,13 +59,21 @@ class Env:
                 return items
 
 
+#: The evals server's default idle timeout: longer than the age of the test traffic.
+LONG_IDLE_SECONDS = 10**9
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp(f"evals-{request.param}")
     judge = FakeJudge().start()
     with fresh_database(request.param, tmp) as url:
         home = tmp / "home"
+        # The traffic is dated 2025: sessions idle since then would close at once under the
+        # default timeout (idleness counts from a session's latest span), so the default here is
+        # longer than their age; test_lifecycle sets short ones per project.
         server = new_server(url, home, THREADLINE_LIFECYCLE_INTERVAL_SECONDS="0.2",
+                            THREADLINE_SESSION_IDLE_TIMEOUT_SECONDS=str(LONG_IDLE_SECONDS),
                             THREADLINE_JUDGE_BASE_URL=judge.base_url,
                             THREADLINE_JUDGE_RETRY_BACKOFF_SECONDS="0.05").start()
         try:

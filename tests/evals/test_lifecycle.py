@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from .conftest import Env
+from .conftest import LONG_IDLE_SECONDS, Env
 from .traffic import BASE_NS, Conversation, Say, send
 
 
@@ -31,7 +31,7 @@ def test_idle_close_online_evals_reopen_and_explicit_close(env: Env) -> None:
     convs = env.sent["life"]
     settings = env.client.get("/v1/projects/life/settings").json()
     assert settings == {"idle_timeout_seconds": None, "online_evaluators": [],
-                        "effective_idle_timeout_seconds": 1800.0}
+                        "effective_idle_timeout_seconds": float(LONG_IDLE_SECONDS)}
     assert not any(state(env, "life", c.session_id)["closed"] for c in convs)
 
     put = env.client.put("/v1/projects/life/settings", json={
@@ -49,7 +49,7 @@ def test_idle_close_online_evals_reopen_and_explicit_close(env: Env) -> None:
 
     # A long timeout, then a new (frustrated) turn re-opens calm-1.
     assert env.client.put("/v1/projects/life/settings", json={
-        "idle_timeout_seconds": 3600, "online_evaluators": ["user_frustration", "errors"]}).status_code == 200
+        "idle_timeout_seconds": LONG_IDLE_SECONDS, "online_evaluators": ["user_frustration", "errors"]}).status_code == 200
     asked = len(env.judge.requests)
     late = Conversation("calm-1", BASE_NS + 3 * 86_400 * 10**9, [Say("alice", "this is useless", "Sorry.")])
     send(env.server.base_url + "/v1/traces", "life", [late])
