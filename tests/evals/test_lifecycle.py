@@ -49,7 +49,8 @@ def test_idle_close_online_evals_reopen_and_explicit_close(env: Env) -> None:
 
     # A long timeout, then a new (frustrated) turn re-opens calm-1.
     assert env.client.put("/v1/projects/life/settings", json={
-        "idle_timeout_seconds": LONG_IDLE_SECONDS, "online_evaluators": ["user_frustration", "errors"]}).status_code == 200
+        "idle_timeout_seconds": LONG_IDLE_SECONDS, "online_evaluators": ["user_frustration", "errors"],
+    }).status_code == 200
     asked = len(env.judge.requests)
     late = Conversation("calm-1", BASE_NS + 3 * 86_400 * 10**9, [Say("alice", "this is useless", "Sorry.")])
     send(env.server.base_url + "/v1/traces", "life", [late])
