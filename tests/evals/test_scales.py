@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import pytest
 
@@ -11,6 +14,15 @@ from threadline.server.evals.evaluators import BUILTIN, CodeEvaluator, EvalConte
 from threadline.server.evals.scales import DIRECTIONS, AnnotationConfig, LabelSpec, majority_label
 from threadline.server.evals.templates import TEMPLATES
 from threadline.server.model import Tokens, Turn
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a loop of its own thread (a browser test of the same session may own this thread's)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 EXPECTED_DIRECTIONS = {
     "user_frustration": "lower_is_better", "goal_completion": "higher_is_better", "helpfulness": "higher_is_better",
@@ -48,8 +60,8 @@ def _turn(output: str) -> Turn:
 def test_code_evaluator_scores_follow_its_direction(direction: str, bad_score: float) -> None:
     ev = CodeEvaluator("shouty", lambda turn: (turn.output or "").isupper(), bad_label="shouting",
                        direction=direction)  # type: ignore[arg-type]
-    loud = asyncio.run(ev.evaluate_turn([_turn("HEY")], 0, EvalContext()))
-    calm = asyncio.run(ev.evaluate_turn([_turn("hey")], 0, EvalContext()))
+    loud = _run(ev.evaluate_turn([_turn("HEY")], 0, EvalContext()))
+    calm = _run(ev.evaluate_turn([_turn("hey")], 0, EvalContext()))
     assert (loud.label, loud.score) == ("shouting", bad_score)
     assert (calm.label, calm.score) == ("ok", 1.0 - bad_score)
     assert ev.config().verdict({}, loud.score) == "bad"

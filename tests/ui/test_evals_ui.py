@@ -369,6 +369,13 @@ def test_five_evaluation_columns_keep_input_and_output_readable(page: Page, ui: 
     assert sorted(t.strip() for t in cells.all_text_contents()) == sorted(v["ec-1"] for v in COLUMN_LABELS.values())
     title = table.locator('tbody tr[data-key="ec-2"] td.eval-cell', has_text="completed").get_attribute("title")
     assert title and "1 annotation" in title and "mean score 1" in title
+    # the users table: the same columns, labels and group header (a user's cells cover their sessions)
+    page.goto(ui.url(f"/projects/{COLS_PROJECT}/users"))
+    users = page.locator("#users-table")
+    expect(users.locator("th.group-evals")).to_have_text("Evaluations")
+    expect(users.locator("th.eval-th")).to_have_count(len(COLUMN_LABELS))
+    texts = users.locator('tbody tr[data-key="u-ec-1"] td.eval-cell').all_text_contents()
+    assert sorted(t.strip() for t in texts) == sorted(v["ec-1"] for v in COLUMN_LABELS.values())
 
 
 def test_breakdown_link_opens_the_trace_when_the_turn_is_not_loaded(page: Page, ui: UiServer) -> None:
