@@ -29,7 +29,7 @@ from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.traces import get_trace
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
-from threadline.server.web.ui.evals import breakdown
+from threadline.server.web.ui.evals import breakdown, evaluation_columns
 from threadline.server.web.ui.params import BadParameter, clean, parse_int, session_query
 from threadline.server.web.ui.render import SECURITY_HEADERS, STATIC, html_response, static_version, url_part
 from threadline.server.web.ui.spans import Message, messages
@@ -156,7 +156,8 @@ def sessions_fragment(request: Request, project: str, conn: ReadConn) -> Respons
     for row in page.data:
         names.update(row.annotations)
     return html_response("fragments/sessions.html", headers={"X-Live-Version": version}, project=project,
-                         page=page, totals=totals, chart=chart, columns=sorted(names))
+                         page=page, totals=totals, chart=chart,
+                         columns=evaluation_columns(conn, project, sorted(names)))
 
 
 @router.get("/projects/{project}/fragments/conversation/{session_id:path}", response_model=None)

@@ -32,7 +32,7 @@ from threadline.server.query.users import get_user, list_users
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui import fragments
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
-from threadline.server.web.ui.evals import breakdown
+from threadline.server.web.ui.evals import breakdown, evaluation_columns
 from threadline.server.web.ui.params import (
     RANGES,
     USER_SORTS,
@@ -193,7 +193,8 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         sessionless=min(sessionless, SESSIONLESS_COUNT_CAP), sessionless_more=sessionless > SESSIONLESS_COUNT_CAP,
         any_session=has_sessions(conn, project) if not page.data else True,
         traces_url=f"/projects/{url_part(project)}/traces",
-        columns=score_columns(page.data, query.ranking), ranking=query.ranking, means=means,
+        columns=evaluation_columns(conn, project, score_columns(page.data, query.ranking)),
+        ranking=query.ranking, means=means,
         version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
                                                            query.order, default),
@@ -311,7 +312,7 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     context = base_context(request, conn, project, "users")
     return html_response(
         "users.html", page=page, sort=sort, order=order, q=params.get("q", ""),
-        columns=score_columns(page.data, ranking), ranking=ranking, means=means,
+        columns=evaluation_columns(conn, project, score_columns(page.data, ranking)), ranking=ranking, means=means,
         ignored=["search"] if ranking is not None and params.get("q") else [],
         sort_link=lambda column, default="desc": sort_link(context["params"], request.url.path, column, sort,
                                                            order, default),
@@ -333,5 +334,5 @@ def user_page(request: Request, project: str, user_id: str, conn: ReadConn) -> R
                        f"There is no user “{user_id}” in project “{project}”.", "users")
     context = base_context(request, conn, project, "users")
     return html_response("user.html", detail=detail, u=detail.summary, sessions=detail.sessions,
-                         columns=annotation_names(detail.sessions), **context)
+                         columns=evaluation_columns(conn, project, annotation_names(detail.sessions)), **context)
 
