@@ -52,7 +52,11 @@ def _parse_json(value: Any) -> Any:
         return value
     try:
         return orjson.loads(value)
-    except orjson.JSONDecodeError:  # also past orjson's nesting limit, or with a lone surrogate
+    except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses what the json module reads: a lone surrogate escape (``"\\udc00"``)
+        return json.loads(value)
+    except (json.JSONDecodeError, RecursionError):
         return value
 
 
