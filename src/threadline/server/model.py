@@ -265,7 +265,7 @@ class ProjectSummary:
 
 @dataclass(frozen=True, slots=True)
 class Annotation:
-    """A label and/or score on a span, trace (turn), session or user."""
+    """A label and/or score on a span, a trace (a turn is annotated on its first trace), a session or a user."""
 
     id: int
     project: str
