@@ -305,7 +305,7 @@ def _session_turns(conn: Connection, project: str, session_id: str) -> tuple[int
     rows = conn.execute(
         select(tu.c.first_trace_id.label("trace_id"), tu.c.start_ns, tu.c.errors, tu.c.error)
         .where(tu.c.project_id == pid, tu.c.session_id == session_id)
-        .order_by(tu.c.start_ns, tu.c.turn_key)
+        .order_by(*t.TURN_ORDER)
     ).all()
     return pid, list(rows)
 

@@ -27,7 +27,7 @@ def matching_turns(conn: Connection, project: str, session_id: str, q: str) -> l
     if not keys:
         return []
     order = conn.execute(select(tu.c.turn_key).where(tu.c.project_id == pid, tu.c.session_id == session_id)
-                         .order_by(tu.c.start_ns, tu.c.turn_key)).scalars()
+                         .order_by(*t.TURN_ORDER)).scalars()
     return [index for index, key in enumerate(order) if key in keys]
 
 
@@ -41,7 +41,7 @@ def turn_cursor_at(conn: Connection, project: str, session_id: str, index: int) 
     tu = t.turns
     row = conn.execute(select(tu.c.start_ns, tu.c.turn_key).where(tu.c.project_id == pid,
                                                                   tu.c.session_id == session_id)
-                       .order_by(tu.c.start_ns, tu.c.turn_key).offset(index - 1).limit(1)).first()
+                       .order_by(*t.TURN_ORDER).offset(index - 1).limit(1)).first()
     if row is None:
         raise InvalidQuery(f"the session has no turn {index + 1}")
     return cursors.encode(row.start_ns, row.turn_key, index)

@@ -142,7 +142,7 @@ def timeseries(
     pid = project_id(conn, project)
     if pid is None:
         return None
-    s, tr = t.sessions, t.turns
+    s, tu = t.sessions, t.turns
     conditions = session_conditions(conn, pid, filters)
     low, high = conn.execute(select(func.min(s.c.start_ns), func.max(s.c.end_ns)).where(and_(*conditions))).one()
     if low is None:
@@ -162,11 +162,11 @@ def timeseries(
         slot = min(int(index), buckets - 1)
         session_counts[slot] = session_counts.get(slot, 0) + int(count)
     token_counts: dict[int, int] = {}
-    bucket_of_turn = ((tr.c.start_ns - start_ns) // width).label("slot")
+    bucket_of_turn = ((tu.c.start_ns - start_ns) // width).label("slot")
     for index, tokens in conn.execute(
-        select(bucket_of_turn, func.coalesce(func.sum(tr.c.total_tokens), 0)).where(
-            tr.c.project_id == pid, tr.c.session_id.in_(_matching_sessions(conn, pid, filters)),
-            tr.c.start_ns >= start_ns, tr.c.start_ns <= end_ns,
+        select(bucket_of_turn, func.coalesce(func.sum(tu.c.total_tokens), 0)).where(
+            tu.c.project_id == pid, tu.c.session_id.in_(_matching_sessions(conn, pid, filters)),
+            tu.c.start_ns >= start_ns, tu.c.start_ns <= end_ns,
         ).group_by(bucket_of_turn)
     ):
         slot = min(int(index), buckets - 1)
@@ -190,7 +190,7 @@ def turn_marks(conn: Connection, project: str, session_id: str, limit: int = 200
     rows = conn.execute(
         select(tu.c.first_trace_id, tu.c.turn_key, tu.c.start_ns, tu.c.end_ns, tu.c.errors)
         .where(tu.c.project_id == pid, tu.c.session_id == session_id)
-        .order_by(tu.c.start_ns, tu.c.turn_key).limit(limit)
+        .order_by(*t.TURN_ORDER).limit(limit)
     ).all()
     return [
         TurnMark(trace_id=r.first_trace_id or r.turn_key, index=i, start=to_datetime(r.start_ns),
@@ -208,7 +208,7 @@ def turns_from(conn: Connection, project: str, session_id: str, first_index: int
     first_index = max(0, first_index)
     rows = conn.execute(
         select(tu).where(tu.c.project_id == pid, tu.c.session_id == session_id)
-        .order_by(tu.c.start_ns, tu.c.turn_key).offset(first_index).limit(limit)
+        .order_by(*t.TURN_ORDER).offset(first_index).limit(limit)
     ).all()
     return load_turns(conn, pid, rows, first_index)
 

@@ -57,8 +57,8 @@ def recompute_sessions(tx: Connection, pid: int, session_ids: set[str]) -> int:
     removed = 0
     rebuild_turns(tx, pid, session_ids)
     for sid in sorted(session_ids):
-        rows = tx.execute(select(tu).where(tu.c.project_id == pid, tu.c.session_id == sid).order_by(
-            tu.c.start_ns, tu.c.turn_key)).all()
+        rows = tx.execute(select(tu).where(tu.c.project_id == pid, tu.c.session_id == sid)
+                          .order_by(*t.TURN_ORDER)).all()
         if not rows:
             tx.execute(delete(su).where(su.c.project_id == pid, su.c.session_id == sid))
             tx.execute(delete(t.annotations).where(t.annotations.c.project_id == pid,
@@ -126,7 +126,8 @@ def erase_turns(tx: Connection, pid: int, *, session_id: str | None = None, user
     users = {r[3] for r in rows if r[3]} | ({user_id} if user_id else set())
     # A session's turns are rebuilt: every user in those sessions may gain or lose turns.
     su = t.session_users
-    for start in range(0, len(ordered := sorted(sessions)), 500):
+    ordered = sorted(sessions)
+    for start in range(0, len(ordered), 500):
         users |= {u for (u,) in tx.execute(select(su.c.user_id).where(
             su.c.project_id == pid, su.c.session_id.in_(ordered[start:start + 500])))}
     removed_sessions = recompute_sessions(tx, pid, sessions)

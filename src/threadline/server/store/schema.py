@@ -164,6 +164,9 @@ turns = Table(
     Index("ix_turns_session_start", "project_id", "session_id", "start_ns"),
 )
 
+#: A session's turns in the order the user had them (ties broken by key): every list of turns.
+TURN_ORDER = (turns.c.start_ns, turns.c.turn_key)
+
 session_users = Table(
     "session_users",
     metadata,
