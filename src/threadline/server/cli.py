@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from threadline.server.cli_args import TIME, TIME_FORMATS, require_known, require_project
+from threadline.server.cli_keys import keys_group
 from threadline.server.cli_store import db_option, load_settings, open_configured_store
 from threadline.server.demo.command import demo_command
 from threadline.server.evals.commands import eval_group, metrics_command
@@ -29,6 +30,7 @@ def cli() -> None:
 cli.add_command(demo_command, "demo")
 cli.add_command(eval_group, "eval")
 cli.add_command(metrics_command, "metrics")
+cli.add_command(keys_group, "keys")
 
 
 @cli.command()
@@ -43,7 +45,7 @@ def serve(host: str | None, port: int | None, grpc_port: int | None, otlp_http_p
           database_url: str | None) -> None:
     """Run the server (UI, REST API, OTLP/HTTP and OTLP/gRPC)."""
     from threadline.server.store.engine import StoreConfigError
-    from threadline.server.web.serve import run
+    from threadline.server.web.serve import InsecureBind, run
 
     settings = load_settings(host=host, port=port, grpc_port=grpc_port, otlp_http_port=otlp_http_port,
                              database_url=database_url)
@@ -51,7 +53,7 @@ def serve(host: str | None, port: int | None, grpc_port: int | None, otlp_http_p
         run(settings)
     except StoreConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    except OSError as exc:
+    except (OSError, InsecureBind) as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 

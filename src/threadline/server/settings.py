@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,48 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=4317, ge=0, le=65535, description="OTLP/gRPC port. 0 disables it.")
     otlp_http_port: int = Field(default=4318, ge=0, le=65535, description="Standard OTLP/HTTP port. 0 disables it.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+
+    # --- security (docs/security.md) ------------------------------------------------------------------
+    auth: bool = Field(
+        default=False,
+        description="Require credentials (an API key as `Authorization: Bearer <key>`, or a login) on every "
+        "route but /healthz. Off: every request acts as admin, so every port must bind a loopback address.",
+    )
+    insecure: bool = Field(
+        default=False,
+        description="Allow binding a non-loopback address with auth off (a warning is logged at every start). "
+        "Anyone who can reach the port can then read, write and erase everything.",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="On a start with no users yet, create the user `admin` (role admin) with this password.",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Comma-separated host names the HTTP ports answer to (the `Host` header, port ignored); any "
+        "other host gets 400 (DNS rebinding). Empty: localhost, 127.0.0.1, ::1 and the bind address. `*`: any.",
+    )
+    login_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a UI login lasts before the password is asked again."
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1,
+        description="Failed logins in a row after which a user name (and the client address) must wait before "
+        "trying again; the wait doubles with each further failure (from 1 s, at most 15 min).",
+    )
+    retention_days: float = Field(
+        default=0, ge=0,
+        description="Sessions (and traces without a session) whose last activity is older than this many days are "
+        "purged in the background. 0: keep forever. A project's `retention_days` setting overrides it.",
+    )
+    retention_batch_sessions: int = Field(
+        default=200, ge=1,
+        description="Most sessions the retention purge removes in one transaction (small batches never stall ingest).",
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="PEM certificate (chain) served on every port (HTTP, OTLP/HTTP, OTLP/gRPC)."
+    )
+    tls_key: Path | None = Field(default=None, description="PEM private key of `THREADLINE_TLS_CERT`.")
 
     # --- ingest -------------------------------------------------------------------------------
     max_request_bytes: int = Field(
@@ -116,6 +158,14 @@ class Settings(BaseSettings):
         if upper not in {"FULL", "NORMAL", "EXTRA"}:
             raise ValueError("THREADLINE_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
         return upper
+
+    @property
+    def allowed_host_names(self) -> frozenset[str] | None:
+        """Host names the HTTP ports answer to (lower case, no port); ``None`` means any host."""
+        if self.allowed_hosts is not None and self.allowed_hosts.strip():
+            names = {name.strip().lower().strip("[]") for name in self.allowed_hosts.split(",") if name.strip()}
+            return None if "*" in names else frozenset(names)
+        return frozenset({"localhost", "127.0.0.1", "::1", self.host.lower().strip("[]")})
 
     @property
     def resolved_database_url(self) -> str:

@@ -25,13 +25,20 @@ from multiprocessing.process import BaseProcess
 
 from threadline.server.ingest import frames
 from threadline.server.ingest.handoff import JobSender, WriterAddress, WriterUnreachable
-from threadline.server.ingest.otlp import Body, DecodeError, Limits, PayloadTooLarge, UnsupportedContentType
+from threadline.server.ingest.otlp import (
+    Body,
+    DecodeError,
+    Limits,
+    PayloadTooLarge,
+    ProjectNotAllowed,
+    UnsupportedContentType,
+)
 from threadline.server.ingest.prepare import Prepared, prepare_and_hand_over
 
 log = logging.getLogger("threadline.ingest")
 
 #: Errors a decode process reports as they are; anything else is a bug, reported as WorkerFailed.
-_EXPECTED = (DecodeError, PayloadTooLarge, UnsupportedContentType, WriterUnreachable)
+_EXPECTED = (DecodeError, PayloadTooLarge, UnsupportedContentType, ProjectNotAllowed, WriterUnreachable)
 
 
 class WorkerLost(RuntimeError):
@@ -66,14 +73,15 @@ def _serve(sock: socket.socket, setup: DecodeSetup) -> None:
         header = reader.read()
         if header is None:
             break
-        job_id, media, content_encoding, project_header = pickle.loads(header)
+        job_id, media, content_encoding, project_header, allowed_projects = pickle.loads(header)
         body = reader.read()  # valid until the next read: decoded (copied out) before then
         if body is None:
             break
         answer: tuple[str, object]
         try:
             answer = ("ok", prepare_and_hand_over(sender, job_id, body, media, content_encoding,
-                                                  project_header, setup.limits, setup.max_text_chars))
+                                                  project_header, setup.limits, setup.max_text_chars,
+                                                  allowed_projects))
         except _EXPECTED as exc:
             answer = ("error", exc)
         except Exception as exc:  # a bug: report it, keep serving
@@ -134,7 +142,7 @@ class DecodePool:
             self._idle.put(_Decoder(self._context, self.setup))
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None) -> Prepared:
+            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
         """Prepare one request in a decode process (blocking); raises what the process reports."""
         decoder = self._idle.get()
         try:
@@ -143,7 +151,8 @@ class DecodePool:
                     decoder = self._replace(decoder)
                 except OSError as exc:  # no new process (limits, memory): this request gets a 503
                     raise WorkerLost(f"no decode process could be started: {exc}") from exc
-            header = pickle.dumps((job_id, media, content_encoding, project_header), protocol=pickle.HIGHEST_PROTOCOL)
+            header = pickle.dumps((job_id, media, content_encoding, project_header, allowed_projects),
+                                  protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 frames.send_frames(decoder.sock, header, body)
             except OSError:

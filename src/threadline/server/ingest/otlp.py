@@ -48,6 +48,10 @@ class UnsupportedContentType(ValueError):
     """Neither protobuf nor JSON (HTTP 415)."""
 
 
+class ProjectNotAllowed(PermissionError):
+    """The request holds spans of a project its API key may not write to (HTTP 403 / PERMISSION_DENIED)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds applied while decoding, so hostile input is never amplified."""

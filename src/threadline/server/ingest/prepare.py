@@ -12,7 +12,7 @@ from typing import Protocol
 
 from threadline.server.ingest.handoff import JobSender, WriterAddress
 from threadline.server.ingest.normalize import normalize
-from threadline.server.ingest.otlp import Body, Limits, decode_request, decompress
+from threadline.server.ingest.otlp import Body, Limits, ProjectNotAllowed, decode_request, decompress
 from threadline.server.store.records import SpanRecord, pack_records
 
 
@@ -28,24 +28,30 @@ class Prepared:
 
 def prepare(
     body: Body, media: str, content_encoding: str | None, project_header: str | None, limits: Limits,
-    max_text_chars: int,
+    max_text_chars: int, allowed_projects: frozenset[str] | None = None,
 ) -> tuple[list[SpanRecord], int, str]:
     """Decompress, decode and normalize one export request: (records, rejected, error message).
 
-    Raises the ``otlp`` errors.
+    ``allowed_projects``: the projects the sender's API key may write to (``None``: any); a span
+    of another project refuses the whole request. Raises the ``otlp`` errors.
     """
     raw = decompress(body, content_encoding, limits.max_decompressed_bytes)
     decoded = decode_request(raw, media, project_header=project_header, limits=limits)
+    if allowed_projects is not None:
+        outside = sorted({span.project for span in decoded.spans} - allowed_projects)
+        if outside:
+            raise ProjectNotAllowed(f"this API key may not send spans to project {outside[0]!r}; nothing was stored")
     records = [normalize(span, max_text_chars=max_text_chars) for span in decoded.spans]
     return records, decoded.rejected, decoded.error_message()
 
 
 def prepare_and_hand_over(
     sender: JobSender, job_id: int, body: Body, media: str, content_encoding: str | None,
-    project_header: str | None, limits: Limits, max_text_chars: int,
+    project_header: str | None, limits: Limits, max_text_chars: int, allowed_projects: frozenset[str] | None = None,
 ) -> Prepared:
     """:func:`prepare` one request and hand its records to the writer as job ``job_id``."""
-    records, rejected, message = prepare(body, media, content_encoding, project_header, limits, max_text_chars)
+    records, rejected, message = prepare(body, media, content_encoding, project_header, limits, max_text_chars,
+                                         allowed_projects)
     if records:
         sender.send(job_id, pack_records(records))
     return Prepared(len(records), rejected, message)
@@ -58,7 +64,7 @@ class Preparer(Protocol):
         """Be ready for requests."""
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None) -> Prepared:
+            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id`` (blocking)."""
 
     def close(self) -> None:
@@ -77,10 +83,10 @@ class InlinePreparer:
         """Nothing to start."""
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None) -> Prepared:
+            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id``."""
         return prepare_and_hand_over(self._sender, job_id, body, media, content_encoding, project_header,
-                                     self.limits, self.max_text_chars)
+                                     self.limits, self.max_text_chars, allowed_projects)
 
     def close(self) -> None:
         """Close the connection to the writer."""

@@ -70,13 +70,18 @@ class IngestService:
         self.writer.stop()
 
     def export(
-        self, body: Body, media: str, *, content_encoding: str | None = None, project_header: str | None = None
+        self, body: Body, media: str, *, content_encoding: str | None = None, project_header: str | None = None,
+        allowed_projects: frozenset[str] | None = None,
     ) -> ExportOutcome:
-        """Decode, normalize and durably store one export request (blocking)."""
+        """Decode, normalize and durably store one export request (blocking).
+
+        ``allowed_projects``: the projects the sender may write to (``None``: any); a span of
+        another project refuses the request (``otlp.ProjectNotAllowed``).
+        """
         job_id, committed = self.writer.expect()
         try:
             with self.writer.incoming():
-                prepared = self.preparer.run(job_id, body, media, content_encoding, project_header)
+                prepared = self.preparer.run(job_id, body, media, content_encoding, project_header, allowed_projects)
         except WriterUnreachable as exc:
             self.writer.forget(job_id)
             raise StoreUnavailable(str(exc)) from exc

@@ -256,3 +256,40 @@ eval_runs = Table(
     Column("finished_ns", BigInteger, nullable=True),
     Index("ix_eval_runs_project", "project_id", "id"),
 )
+
+# --- security (DESIGN §9): API keys, people and their logins ---------------------------------------
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("role", String, nullable=False),  # auth.roles.KEY_ROLES
+    Column("projects", Text, nullable=True),  # JSON array of project names; NULL: every project
+    Column("digest", String, nullable=False, unique=True),  # SHA-256 of the key (the key is never stored)
+    Column("hint", String, nullable=False),  # the key's first characters, to tell keys apart in lists
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("role", String, nullable=False),  # auth.roles.USER_ROLES
+    Column("password_hash", String, nullable=False),  # argon2id (auth.passwords)
+    Column("failed_logins", Integer, nullable=False, default=0),  # in a row, since the last success
+    Column("locked_until_ns", BigInteger, nullable=True),  # throttled until then
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+logins = Table(
+    "logins",
+    metadata,
+    Column("digest", String, primary_key=True),  # SHA-256 of the session cookie's token
+    Column("person_id", Integer, nullable=False),
+    Column("csrf_token", String, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Index("ix_logins_person", "person_id"),
+)

@@ -11,6 +11,7 @@ import logging
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
+from threadline.server.auth.gate import Gate
 from threadline.server.evals.lifecycle import Lifecycle
 from threadline.server.ingest.service import IngestService
 from threadline.server.settings import Settings
@@ -27,12 +28,13 @@ log = logging.getLogger("threadline")
 
 
 class Runtime:
-    """What a running server owns: settings, the store and the ingest service."""
+    """What a running server owns: settings, the store, the access gate and the ingest service."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store: Store = open_store(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
                                        checkpointed_elsewhere=True)  # by the ingest writer process
+        self.gate = Gate(self.store, enabled=settings.auth)
         self.ingest = IngestService(settings)
         self.lifecycle = Lifecycle(settings, self.store)
 
@@ -53,6 +55,7 @@ def _attach(app: FastAPI, runtime: Runtime) -> None:
     app.state.settings = runtime.settings
     app.state.store = runtime.store
     app.state.ingest = runtime.ingest
+    app.state.gate = runtime.gate
     install_error_handlers(app)
 
 

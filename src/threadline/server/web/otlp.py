@@ -12,12 +12,15 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from threadline import conventions as cv
+from threadline.server.auth.gate import Gate, Outcome
+from threadline.server.auth.roles import Action
 from threadline.server.ingest.decoders import WorkerLost
 from threadline.server.ingest.otlp import (
     JSON,
     PROTOBUF,
     DecodeError,
     PayloadTooLarge,
+    ProjectNotAllowed,
     UnsupportedContentType,
     media_type,
 )
@@ -69,24 +72,37 @@ async def _read_body(request: Request, limit: int) -> bytes | bytearray:
 async def export_traces(request: Request) -> Response:
     """Receive an OTLP ``ExportTraceServiceRequest`` (protobuf or JSON, optionally gzip)."""
     service: IngestService = request.app.state.ingest
+    gate: Gate = request.app.state.gate
     settings = service.settings
     content_type = request.headers.get("content-type")
     try:
         media = media_type(content_type)
     except UnsupportedContentType as exc:
         return _status_response(415, str(exc), PROTOBUF, 3)
+    project_header = request.headers.get(cv.PROJECT_HEADER)
+    principal = None
+    if gate.enabled:  # checked before the body is read: a refused sender costs no decoding
+        principal = await anyio.to_thread.run_sync(gate.identify, request.headers.get("authorization"))
+        verdict = gate.check(principal, Action.INGEST, (project_header or "").strip() or None)
+        if verdict.outcome is Outcome.UNAUTHENTICATED:
+            return _status_response(401, verdict.message, media, 16, {"WWW-Authenticate": "Bearer"})
+        if not verdict.allowed:
+            return _status_response(403, verdict.message, media, 7)
+    allowed_projects = principal.projects if principal is not None else None
     retry = {"Retry-After": str(settings.retry_after_seconds)}
     try:
         body = await _read_body(request, settings.max_request_bytes)
         outcome = await anyio.to_thread.run_sync(
             lambda: service.export(body, media, content_encoding=request.headers.get("content-encoding"),
-                                   project_header=request.headers.get(cv.PROJECT_HEADER)))
+                                   project_header=project_header, allowed_projects=allowed_projects))
     except PayloadTooLarge as exc:
         return _status_response(413, str(exc), media, 8)
     except UnsupportedContentType as exc:
         return _status_response(415, str(exc), media, 3)
     except DecodeError as exc:
         return _status_response(400, str(exc), media, 3)
+    except ProjectNotAllowed as exc:
+        return _status_response(403, str(exc), media, 7)
     except (QueueFull, StoreUnavailable, WorkerLost) as exc:
         return _status_response(503, f"{exc}; retry later", media, 14, retry)
     response = ExportTraceServiceResponse()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from collections.abc import Iterator
@@ -16,6 +17,37 @@ from threadline.server.web.app import Runtime, create_app, create_otlp_app
 from threadline.server.web.grpc import start_grpc_server
 
 log = logging.getLogger("threadline")
+
+
+class InsecureBind(RuntimeError):
+    """Auth is off but a port would be reachable from other machines."""
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a port reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve without auth on a non-loopback address unless ``THREADLINE_INSECURE`` says so."""
+    if settings.auth or is_loopback(settings.host):
+        return
+    if not settings.insecure:
+        raise InsecureBind(
+            f"refusing to bind {settings.host} with authentication off: anyone who can reach it could read, "
+            "change and erase every project. Set THREADLINE_AUTH=true (and create a key with `threadline keys "
+            "create`), bind 127.0.0.1, or set THREADLINE_INSECURE=true to accept the risk.")
+    log.warning("INSECURE: serving on %s with authentication off (THREADLINE_INSECURE=true); anyone who can reach "
+                "these ports can read, change and erase every project", settings.host)
 
 
 class _Server(uvicorn.Server):
@@ -49,6 +81,7 @@ def run(settings: Settings) -> None:
     """Open the store, start ingest and serve every enabled port until SIGINT/SIGTERM."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    check_exposure(settings)
     runtime = Runtime(settings)
     runtime.start()
     grpc_server = None
@@ -59,7 +92,7 @@ def run(settings: Settings) -> None:
         if settings.otlp_http_port:
             servers.append(_Server(_config(create_otlp_app(runtime), settings, settings.otlp_http_port)))
         if settings.grpc_port:
-            grpc_server = start_grpc_server(runtime.ingest, settings.host, settings.grpc_port,
+            grpc_server = start_grpc_server(runtime.ingest, runtime.gate, settings.host, settings.grpc_port,
                                             settings.max_decompressed_bytes)
         log.info(
             "Threadline on http://%s:%s (UI, API, OTLP/HTTP) · OTLP/HTTP :%s · OTLP/gRPC :%s · store %s",

@@ -17,16 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Connection
 
+from threadline.server.auth.roles import Action
 from threadline.server.evals.configs import effective_config, effective_configs
 from threadline.server.evals.scales import ConfigKind, Direction, Polarity
 from threadline.server.query.projects import project_id
 from threadline.server.store.annotation_configs import delete_annotation_config, put_annotation_config
 from threadline.server.store.engine import Store
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
 
-router = APIRouter(tags=["annotations"])
+router = APIRouter(tags=["annotations"], dependencies=[allow(Action.READ)])
 MAX_NAME = 200
 MAX_LABELS = 100
 
@@ -116,7 +118,8 @@ def config(project: str, name: str, conn: ReadConn) -> JSONResponse:
     return JSONResponse(found.as_dict())
 
 
-@router.put("/v1/projects/{project}/annotation-configs/{name:path}", summary="Create or replace an annotation config")
+@router.put("/v1/projects/{project}/annotation-configs/{name:path}",
+            dependencies=[allow(Action.ADMIN)], summary="Create or replace an annotation config")
 def put_config(
     project: str, name: str, request: Request,
     body: Annotated[AnnotationConfigIn, Body(description="kind, labels, direction, min/max score, description")],
@@ -134,7 +137,8 @@ def put_config(
     return JSONResponse(stored.as_dict())
 
 
-@router.delete("/v1/projects/{project}/annotation-configs/{name:path}", status_code=204,
+@router.delete("/v1/projects/{project}/annotation-configs/{name:path}",
+               dependencies=[allow(Action.ADMIN)], status_code=204,
                summary="Delete an annotation config")
 def remove_config(project: str, name: str, request: Request) -> Response:
     """Delete the stored config of ``name`` (an evaluator's default then applies again); 404 when none."""

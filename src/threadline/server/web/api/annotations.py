@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from threadline.server.auth.roles import Action
 from threadline.server.query.annotation_configs import list_annotation_configs
 from threadline.server.query.annotations import (
     AnnotationFilter,
@@ -25,12 +26,13 @@ from threadline.server.query.projects import project_id
 from threadline.server.query.ranking import sessions_by_annotation, users_by_annotation
 from threadline.server.store.annotations import AnnotationWrite, delete_annotation, upsert_annotations
 from threadline.server.store.engine import Store
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["annotations"])
+router = APIRouter(tags=["annotations"], dependencies=[allow(Action.READ)])
 TargetKind = Literal["span", "trace", "session", "user"]
 AnnotatorKind = Literal["HUMAN", "LLM", "CODE"]
 MAX_BULK = 1000
@@ -92,7 +94,8 @@ def _store(request: Request) -> Store:
     return store
 
 
-@router.post("/v1/projects/{project}/annotations", summary="Create or update annotations (one or a batch)")
+@router.post("/v1/projects/{project}/annotations",
+             dependencies=[allow(Action.WRITE)], summary="Create or update annotations (one or a batch)")
 def upsert(
     project: str, request: Request,
     body: Annotated[OneOrBatch, Body(
@@ -153,7 +156,8 @@ def annotation(project: str, annotation_id: RowId, conn: ReadConn) -> JSONRespon
     return JSONResponse(to_json(found))
 
 
-@router.delete("/v1/projects/{project}/annotations/{annotation_id}", status_code=204,
+@router.delete("/v1/projects/{project}/annotations/{annotation_id}",
+               dependencies=[allow(Action.WRITE)], status_code=204,
                summary="Delete an annotation")
 def remove(project: str, annotation_id: RowId, request: Request) -> Response:
     """Delete an annotation by id (404 when there is none)."""

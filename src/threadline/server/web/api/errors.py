@@ -18,9 +18,10 @@ log = logging.getLogger("threadline.api")
 class ApiError(Exception):
     """Raise from an endpoint to answer ``status`` with an error ``code`` and ``message``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -44,7 +45,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(InvalidQuery)
     async def _invalid_query(_request: Request, exc: InvalidQuery) -> JSONResponse:

@@ -12,18 +12,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from threadline.server.auth.roles import Action
 from threadline.server.evals.evaluators import BUILTIN, get_evaluator
 from threadline.server.evals.jobs import EvalJobs
 from threadline.server.evals.runner import DEFAULT_IDENTIFIER, RunOptions
 from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
+from threadline.server.web.access import allow
 from threadline.server.web.api.annotations import RowId
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["evals"])
+router = APIRouter(tags=["evals"], dependencies=[allow(Action.READ)])
 _lock = threading.Lock()
 
 
@@ -67,7 +69,8 @@ def evaluators() -> JSONResponse:
     return JSONResponse({"data": out})
 
 
-@router.post("/v1/projects/{project}/eval-runs", status_code=202, summary="Start an evaluation run")
+@router.post("/v1/projects/{project}/eval-runs",
+             dependencies=[allow(Action.WRITE)], status_code=202, summary="Start an evaluation run")
 def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -> JSONResponse:
     """Start evaluating in the background (only what is due); poll ``GET …/eval-runs/{id}`` for progress."""
     for name in body.evaluators:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from threadline.server.auth.roles import Action
 from threadline.server.evals.evaluators import get_evaluator
 from threadline.server.evals.lifecycle import idle_timeout_seconds
 from threadline.server.query.lifecycle import project_settings, session_state
@@ -17,12 +18,13 @@ from threadline.server.query.timeconv import to_datetime
 from threadline.server.settings import Settings
 from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_session, write_project_settings
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import rfc3339
 
-router = APIRouter(tags=["lifecycle"])
+router = APIRouter(tags=["lifecycle"], dependencies=[allow(Action.READ)])
 
 
 class ProjectSettingsIn(BaseModel):
@@ -49,7 +51,8 @@ def _body(settings: Settings, stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/projects/{project}/sessions/{session_id:path}/close", summary="Close a session now")
+@router.post("/v1/projects/{project}/sessions/{session_id:path}/close",
+             dependencies=[allow(Action.WRITE)], summary="Close a session now")
 def close(project: str, session_id: str, request: Request) -> JSONResponse:
     """Close a session (a new turn re-opens it); the project's online evaluators then run on it."""
     store: Store = request.app.state.store
@@ -90,7 +93,8 @@ def get_settings(project: str, request: Request) -> JSONResponse:
     return JSONResponse(_body(request.app.state.settings, stored))
 
 
-@router.put("/v1/projects/{project}/settings", summary="Change a project's session settings")
+@router.put("/v1/projects/{project}/settings",
+            dependencies=[allow(Action.ADMIN)], summary="Change a project's session settings")
 def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSONResponse:
     """Replace the idle timeout and the online evaluators (unknown evaluators: 400)."""
     for name in body.online_evaluators:

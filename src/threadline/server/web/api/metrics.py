@@ -8,10 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from threadline.server.auth.roles import Action
 from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], dependencies=[allow(Action.READ)])
 
 METRIC_HELP = (
     "Repeatable. agg(field) with agg in count, sum, mean, min, max, p50, p90, p95, p99 and field in tokens, "

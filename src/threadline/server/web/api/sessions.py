@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from threadline.server.auth.roles import Action
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(tags=["sessions"], dependencies=[allow(Action.READ)])
 Sort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
 Order = Literal["asc", "desc"]
 

@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from threadline.server.auth.roles import Action
 from threadline.server.query.spans import SpanFilter, list_spans
 from threadline.server.query.traces import TraceFilter, get_trace, list_traces
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["traces"])
+router = APIRouter(tags=["traces"], dependencies=[allow(Action.READ)])
 
 
 @router.get("/v1/projects/{project}/traces", summary="List traces (with or without a session)")

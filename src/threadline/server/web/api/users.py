@@ -7,12 +7,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from threadline.server.auth.roles import Action
 from threadline.server.query.users import get_user, list_users
+from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.serialize import to_json
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], dependencies=[allow(Action.READ)])
 Sort = Literal["last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors"]
 
 
