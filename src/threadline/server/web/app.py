@@ -19,7 +19,7 @@ from threadline.server.store.engine import Store, open_store
 from threadline.server.web import otlp
 from threadline.server.web.api import annotation_configs as annotation_configs_api
 from threadline.server.web.api import annotations as annotations_api
-from threadline.server.web.api import evals, lifecycle, metrics, projects, sessions, traces, users
+from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
 from threadline.server.web.ui.views import router as ui_router
@@ -81,6 +81,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(otlp.router)
     app.include_router(projects.router)
+    app.include_router(keys.router)
     app.include_router(annotations_api.router)  # before sessions: /sessions/{id:path}/breakdown
     app.include_router(annotation_configs_api.router)
     app.include_router(lifecycle.router)
