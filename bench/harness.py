@@ -111,6 +111,7 @@ class ServerRun:
 
     db_url: str
     home: Path
+    env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: int = 0
@@ -123,7 +124,7 @@ class ServerRun:
     def start(self, timeout: float = 120.0) -> ServerRun:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "server.log").open("ab")
-        env = {"THREADLINE_LOG_LEVEL": "warning", **os.environ, "THREADLINE_HOME": str(self.home)}
+        env = {"THREADLINE_LOG_LEVEL": "warning", **os.environ, "THREADLINE_HOME": str(self.home), **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "threadline", "serve", "--db", self.db_url, "--port", str(self.port),
              "--grpc-port", "0", "--otlp-http-port", "0"],
@@ -159,11 +160,19 @@ class ServerRun:
                 self.proc.wait(10)
 
 
+def create_key(db_url: str, role: str) -> str:
+    """A new API key of ``role`` on ``db_url``, made by ``threadline keys create`` as an operator would."""
+    done = subprocess.run([sys.executable, "-m", "threadline", "keys", "create", "--name", f"bench-{role}",
+                           "--role", role, "--db", db_url], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
 @contextmanager
-def running_server(db_url: str, home: Path | None = None) -> Iterator[ServerRun]:
+def running_server(db_url: str, home: Path | None = None, env: dict[str, str] | None = None
+                   ) -> Iterator[ServerRun]:
     """Start a server on ``db_url`` (THREADLINE_HOME in a temp dir unless given); stop it afterwards."""
     tmp = None if home else tempfile.mkdtemp(prefix="threadline-bench-")
-    server = ServerRun(db_url, home or Path(tmp or "."))
+    server = ServerRun(db_url, home or Path(tmp or "."), dict(env or {}))
     try:
         yield server.start()
     finally:
@@ -188,9 +197,9 @@ class _Poster:
     """One keep-alive OTLP/HTTP connection posting protobuf bodies; ``requests`` (urllib3) is the
     transport of the OpenTelemetry Python exporter, httpx a heavier alternative."""
 
-    def __init__(self, url: str, client: str) -> None:
+    def __init__(self, url: str, client: str, extra_headers: dict[str, str] | None = None) -> None:
         self.url = url
-        headers = {"content-type": "application/x-protobuf", "x-project-name": PROJECT}
+        headers = {"content-type": "application/x-protobuf", "x-project-name": PROJECT, **(extra_headers or {})}
         if client == "httpx":
             self._httpx = httpx.Client(timeout=120, headers=headers)
         else:
@@ -215,15 +224,19 @@ class _Poster:
 
 
 def send(url: str, batches: Iterable[Batch], threads: int = 12,
-         on_ack: Callable[[int], None] | None = None, client: str = "requests") -> SendResult:
-    """POST every batch as protobuf from ``threads`` concurrent clients; retry 503s after Retry-After."""
+         on_ack: Callable[[int], None] | None = None, client: str = "requests",
+         headers: dict[str, str] | None = None) -> SendResult:
+    """POST every batch as protobuf from ``threads`` concurrent clients; retry 503s after Retry-After.
+
+    ``headers``: sent with every request (e.g. ``authorization``).
+    """
     work: queue.Queue[Batch | None] = queue.Queue(maxsize=threads * 4)
     lock = threading.Lock()
     totals = {"acked": 0, "retries": 0}
     errors: list[str] = []
 
     def worker() -> None:
-        poster = _Poster(url, client)
+        poster = _Poster(url, client, headers)
         try:
             while (batch := work.get()) is not None:
                 while True:
@@ -266,14 +279,15 @@ def project_spans(base_url: str, project: str = PROJECT, client: httpx.Client | 
     return next((int(p["spans"]) for p in data if p["name"] == project), 0)
 
 
-def wait_queryable(base_url: str, total_spans: int, timeout: float = 3600.0) -> None:
+def wait_queryable(base_url: str, total_spans: int, timeout: float = 3600.0,
+                   headers: dict[str, str] | None = None) -> None:
     """Poll the REST API until every span is counted and the sessions list answers.
 
     One keep-alive client for all polls: a new client per poll would load TLS certificates each
     time and take CPU from the server being measured.
     """
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=headers) as client:
         while time.monotonic() < deadline:
             if project_spans(base_url, client=client) >= total_spans:
                 page = client.get(f"{base_url}/v1/projects/{PROJECT}/sessions", params={"limit": 1})

@@ -9,8 +9,11 @@ Threadline: a real ``threadline serve`` subprocess; many concurrent OTLP/HTTP cl
 payloads; the clock stops when the REST API shows every span (project span count) and the sessions
 list answers. Peak RSS of the server and its decode workers is sampled from /proc.
 
+With ``--auth both`` (the default) Threadline runs twice per round, with authentication off and
+on (an ingest key on every request, checked against the database), to show what auth costs.
+
     python -m bench.ingest [--db sqlite|postgres|both] [--spans 20000] [--threads 12] [--rounds 3]
-                           [--client requests|httpx]
+                           [--client requests|httpx] [--auth off|on|both]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rich.table import Table
 from bench.harness import (
     CLIENTS,
     backends,
+    create_key,
     exit_on_sigterm,
     machine,
     postgres_schema,
@@ -120,17 +124,28 @@ def database(backend: str) -> Iterator[str]:
             yield f"sqlite:///{Path(tmp) / 'threadline.db'}"
 
 
-def threadline_run(backend: str, batches: list[Batch], threads: int, client: str = "requests") -> dict[str, float]:
-    """Send ``batches`` to a fresh server; acknowledged and until-queryable throughput, peak RSS."""
+def threadline_run(backend: str, batches: list[Batch], threads: int, client: str = "requests",
+                   auth: bool = False) -> dict[str, float]:
+    """Send ``batches`` to a fresh server; acknowledged and until-queryable throughput, peak RSS.
+
+    ``auth``: the server requires keys; the senders use an ingest key, the poller a viewer key.
+    """
     total = sum(b.spans for b in batches)
-    with database(backend) as url, running_server(url) as server:
-        started = time.perf_counter()
-        result = send(f"{server.base_url}/v1/traces", batches, threads=threads, client=client)
-        wait_queryable(server.base_url, total)
-        queryable = time.perf_counter() - started
-        time.sleep(0.5)  # one more RSS sample after the work
-        return {"acked": result.acked, "ack_seconds": result.seconds, "queryable_seconds": queryable,
-                "retries": result.retries, "peak_rss": server.peak_rss}
+    with database(backend) as url:
+        env, send_headers, read_headers = {}, None, None
+        if auth:
+            env = {"THREADLINE_AUTH": "true"}
+            send_headers = {"authorization": f"Bearer {create_key(url, 'ingest')}"}
+            read_headers = {"authorization": f"Bearer {create_key(url, 'viewer')}"}
+        with running_server(url, env=env) as server:
+            started = time.perf_counter()
+            result = send(f"{server.base_url}/v1/traces", batches, threads=threads, client=client,
+                          headers=send_headers)
+            wait_queryable(server.base_url, total, headers=read_headers)
+            queryable = time.perf_counter() - started
+            time.sleep(0.5)  # one more RSS sample after the work
+            return {"acked": result.acked, "ack_seconds": result.seconds, "queryable_seconds": queryable,
+                    "retries": result.retries, "peak_rss": server.peak_rss}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", choices=CLIENTS, default="requests",
                         help="HTTP client of the senders: requests (the OpenTelemetry Python exporter's) or httpx")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side; the best of each is reported")
+    parser.add_argument("--auth", choices=("off", "on", "both"), default="both",
+                        help="run Threadline with authentication off, on (ingest key per request) or both")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     console = Console(width=150)
@@ -152,20 +169,29 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"payload: {args.spans} spans in {len(batches)} requests, {size / args.spans / 1024:.1f} KiB/span, "
                   f"{size / 1024**2:.0f} MiB")
     table = Table(title=f"Ingest, {args.spans} spans, best of {args.rounds} rounds")
-    for column in ("database", "baseline loop spans/s", "Threadline acked spans/s", "until queryable spans/s",
+    for column in ("database", "auth", "baseline loop spans/s", "Threadline acked spans/s", "until queryable spans/s",
                    "ratio to baseline", "503 retries", "peak RSS MB"):
         table.add_column(column, justify="right")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.auth]
     for backend in backends(args.db):
-        base_seconds, runs = [], []
+        base_seconds: list[float] = []
+        runs: dict[bool, list[dict[str, float]]] = {mode: [] for mode in modes}
         for _ in range(args.rounds):  # alternate, keep the best of each: the machine may be busy
             base_seconds.append(baseline_sqlite(batches) if backend == "sqlite" else baseline_postgres(batches))
-            runs.append(threadline_run(backend, batches, args.threads, args.client))
+            for mode in modes:
+                runs[mode].append(threadline_run(backend, batches, args.threads, args.client, auth=mode))
         base_rate = args.spans / min(base_seconds)
-        best = min(runs, key=lambda r: r["queryable_seconds"])
-        queryable_rate = args.spans / best["queryable_seconds"]
-        table.add_row(backend, f"{base_rate:,.0f}", f"{best['acked'] / best['ack_seconds']:,.0f}",
-                      f"{queryable_rate:,.0f}", f"{queryable_rate / base_rate:.0%}", f"{best['retries']:.0f}",
-                      f"{max(r['peak_rss'] for r in runs) / 1024**2:.0f}")
+        rates = {}
+        for mode in modes:
+            best = min(runs[mode], key=lambda r: r["queryable_seconds"])
+            queryable_rate = rates[mode] = args.spans / best["queryable_seconds"]
+            table.add_row(backend, "on" if mode else "off", f"{base_rate:,.0f}",
+                          f"{best['acked'] / best['ack_seconds']:,.0f}", f"{queryable_rate:,.0f}",
+                          f"{queryable_rate / base_rate:.0%}", f"{best['retries']:.0f}",
+                          f"{max(r['peak_rss'] for r in runs[mode]) / 1024**2:.0f}")
+        if len(rates) == 2:
+            console.print(f"{backend}: with auth on, until-queryable throughput is {rates[True] / rates[False]:.1%} "
+                          "of auth off")
     console.print(table)
 
 
