@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -60,11 +61,16 @@ class AnnotationsClient:
     """Annotate and close sessions through the REST API of one project."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:6006", project: str = "default", *,
-                 timeout: float = 30.0, headers: Mapping[str, str] | None = None) -> None:
+                 timeout: float = 30.0, headers: Mapping[str, str] | None = None, api_key: str | None = None) -> None:
+        """``api_key``: a key of role member or admin, sent as ``Authorization: Bearer …`` (default
+        ``$THREADLINE_API_KEY``), for a server run with ``THREADLINE_AUTH=true``."""
         self.base_url = base_url.rstrip("/")
         self.project = project
         self.timeout = timeout
         self.headers = dict(headers or {})
+        key = api_key if api_key is not None else os.environ.get("THREADLINE_API_KEY")
+        if key and not any(name.lower() == "authorization" for name in self.headers):
+            self.headers["authorization"] = f"Bearer {key}"
 
     def _url(self, *parts: str, **params: Any) -> str:
         path = "/".join(quote(p, safe="") for p in ("v1", "projects", self.project, *parts))

@@ -36,16 +36,19 @@ TRACES_PATH = "/v1/traces"
               help="Random seed: the same seed generates the same conversations (and ids, so a rerun adds nothing).")
 @click.option("--days", type=click.FloatRange(min=0.01, max=3650), default=7.0, show_default=True,
               help="Spread the conversations over this many days before now.")
-def demo_command(endpoint: str | None, project: str, sessions: int, seed: int, days: float) -> None:
+@click.option("--api-key", envvar="THREADLINE_API_KEY", default=None,
+              help="API key (role ingest or admin) for a server with THREADLINE_AUTH=true [env: THREADLINE_API_KEY].")
+def demo_command(endpoint: str | None, project: str, sessions: int, seed: int, days: float,
+                 api_key: str | None) -> None:
     """Fill a project with generated conversations (users, tools, errors, frustrated users).
 
     Two thirds are traced with an agent span per user message; one third like the OpenAI
     instrumentor with no parent span (one trace per LLM call, tool loops, Markdown replies).
     """
     endpoint = endpoint or default_endpoint(load_settings())
-    _check_endpoint(endpoint, project)
+    _check_endpoint(endpoint, project, api_key)
     plans = plan_demo(sessions, seed, days, datetime.now(UTC))
-    sender = DemoSender(endpoint, project, seed)
+    sender = DemoSender(endpoint, project, seed, api_key=api_key)
     total_spans = sum(t.span_count for p in plans for t in p.turns)
     try:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -83,13 +86,15 @@ def default_endpoint(settings: Settings) -> str:
     return f"http://{host}:{port}{TRACES_PATH}" if ":" not in host else f"http://[{host}]:{port}{TRACES_PATH}"
 
 
-def _check_endpoint(endpoint: str, project: str) -> None:
+def _check_endpoint(endpoint: str, project: str, api_key: str | None = None) -> None:
     """Fail fast, with a hint, when nothing receives traces at ``endpoint``: an empty OTLP request
     (no spans) must be accepted."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise click.BadParameter(f"not an http(s) URL: {endpoint!r}", param_hint="--endpoint")
     headers = {"Content-Type": "application/x-protobuf", cv.PROJECT_HEADER: project}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     try:
         response = httpx.post(endpoint, content=b"", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -101,9 +106,13 @@ def _check_endpoint(endpoint: str, project: str) -> None:
             f"{endpoint} answered 404 Not Found: a server listens there, but nothing receives traces at "
             f"{parts.path or '/'!r}. Threadline's OTLP/HTTP endpoint is "
             f"{parts.scheme}://{parts.netloc}{TRACES_PATH}")
-    if response.status_code in (401, 403):
-        raise click.ClickException(f"{endpoint} refused the demo's spans ({response.status_code}): "
-                                   "this server requires an API key (THREADLINE_AUTH)")
+    if response.status_code == 401:
+        raise click.ClickException(f"{endpoint} answered 401: this server requires an API key (THREADLINE_AUTH); "
+                                   "pass one of role ingest with --api-key or THREADLINE_API_KEY"
+                                   + (" (the one given was not accepted)" if api_key else ""))
+    if response.status_code == 403:
+        raise click.ClickException(f"{endpoint} answered 403: this API key may not send spans to project "
+                                   f"{project!r} (it needs role ingest or admin, and that project)")
     if response.status_code >= 300:
         raise click.ClickException(f"{endpoint} answered {response.status_code} to an empty OTLP request; "
                                    "is it a Threadline (or OTLP/HTTP) traces endpoint?")

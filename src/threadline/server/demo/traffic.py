@@ -73,7 +73,8 @@ class DemoExportError(RuntimeError):
 class DemoSender:
     """A tracer whose spans are exported to ``endpoint`` in checked batches."""
 
-    def __init__(self, endpoint: str, project: str, seed: int, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: str, project: str, seed: int, timeout: float = 30.0,
+                 api_key: str | None = None) -> None:
         self.endpoint = endpoint
         self._collect = _Collect()
         resource = Resource.create({"service.name": "threadline-demo", cv.PROJECT_NAME: project})
@@ -83,7 +84,8 @@ class DemoSender:
         self._provider = TracerProvider(resource=resource, id_generator=self._ids,
                                         span_limits=SpanLimits(max_span_attributes=MAX_ATTRIBUTES))
         self._provider.add_span_processor(self._collect)
-        self._exporter = OTLPSpanExporter(endpoint=endpoint, headers={cv.PROJECT_HEADER: project}, timeout=timeout)
+        headers = {cv.PROJECT_HEADER: project, **({"authorization": f"Bearer {api_key}"} if api_key else {})}
+        self._exporter = OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout)
         self.tracer = self._provider.get_tracer("threadline.demo")
         self.sent = 0
 
