@@ -362,3 +362,34 @@ def test_insecure_escape_hatch_warns(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "INSECURE" in server.log()
+
+
+# --- our own clients send the key ---------------------------------------------------------------------
+
+def test_annotations_client_sends_its_key(auth_server: AuthServer) -> None:
+    from threadline.annotations_client import AnnotationsClient, ThreadlineApiError
+
+    member = AnnotationsClient(auth_server.server.base_url, "proj-a", api_key=auth_server.keys["member"])
+    stored = member.annotate("session", "s-proj-a", name="client_check", label="fine")
+    assert stored["name"] == "client_check"
+    viewer = AnnotationsClient(auth_server.server.base_url, "proj-a", api_key=auth_server.keys["viewer"])
+    with pytest.raises(ThreadlineApiError) as refused:
+        viewer.annotate("session", "s-proj-a", name="client_check", label="not allowed")
+    assert refused.value.status == 403 and "viewer" in refused.value.message
+
+
+def test_demo_needs_and_uses_a_key(auth_server: AuthServer, tmp_path: Path) -> None:
+    endpoint = auth_server.server.otlp_http_url
+    args = ["demo", "--sessions", "2", "--days", "0.1", "--project", "proj-a", "--endpoint", endpoint]
+    env = {**os.environ, "THREADLINE_HOME": str(tmp_path)}
+    env.pop("THREADLINE_API_KEY", None)
+    without = subprocess.run([sys.executable, "-m", "threadline", *args], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert without.returncode != 0 and "--api-key" in without.stderr
+    wrong_project = subprocess.run([sys.executable, "-m", "threadline", *args[:-3], "proj-b", "--endpoint", endpoint,
+                                    "--api-key", auth_server.keys["ingest-a"]], env=env, capture_output=True,
+                                   text=True, timeout=120)
+    assert wrong_project.returncode != 0 and "403" in wrong_project.stderr
+    sent = subprocess.run([sys.executable, "-m", "threadline", *args], env={**env, "THREADLINE_API_KEY":
+                          auth_server.keys["ingest-a"]}, capture_output=True, text=True, timeout=300)
+    assert sent.returncode == 0, sent.stderr
