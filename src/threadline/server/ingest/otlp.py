@@ -36,6 +36,10 @@ _INPUT_MESSAGES = cv.LLM_INPUT_MESSAGES + "."
 Body = bytes | bytearray | memoryview
 
 
+#: Longest project name (characters); a longer one is refused, never cut (cut names could merge).
+MAX_PROJECT_CHARS = 256
+
+
 class DecodeError(ValueError):
     """The body is not a valid OTLP trace export request (HTTP 400 / gRPC INVALID_ARGUMENT)."""
 
@@ -290,10 +294,19 @@ def decode_request(
     limits = limits or Limits()
     request = parse_request(body, media)
     result = DecodedRequest(spans=[])
-    header_project = (project_header or "").strip()[:256] or None
+    header_project = (project_header or "").strip() or None
+    if header_project is not None and len(header_project) > MAX_PROJECT_CHARS:
+        raise DecodeError(f"the {cv.PROJECT_HEADER} header names a project of {len(header_project)} characters; "
+                          f"project names have at most {MAX_PROJECT_CHARS}")
     for resource_spans in request.resource_spans:
         resource, _ = attributes(resource_spans.resource.attributes, limits)
         project = header_project or _project_from_resource(resource)
+        if len(project) > MAX_PROJECT_CHARS:  # never cut: two long names would merge into one project
+            refused = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+            result.rejected += refused
+            result.errors.append(f"{refused} spans name a project of {len(project)} characters in "
+                                 f"{cv.PROJECT_NAME}; project names have at most {MAX_PROJECT_CHARS}")
+            continue
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 trace_id, span_id = span.trace_id, span.span_id
@@ -333,7 +346,7 @@ def decode_request(
 def _project_from_resource(resource: dict[str, Any]) -> str:
     name = resource.get(cv.PROJECT_NAME)
     if isinstance(name, str) and name.strip():
-        return name.strip()[:256]
+        return name.strip()
     return "default"
 
 

@@ -22,6 +22,7 @@ from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
+from threadline.server.web.paths import EncodedSlashes
 from threadline.server.web.ui.views import router as ui_router
 
 log = logging.getLogger("threadline")
@@ -57,6 +58,7 @@ def _attach(app: FastAPI, runtime: Runtime) -> None:
     app.state.ingest = runtime.ingest
     app.state.gate = runtime.gate
     install_error_handlers(app)
+    app.add_middleware(EncodedSlashes)  # names with '/' or '%' route as one path segment (web/paths.py)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
