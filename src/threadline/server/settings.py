@@ -111,6 +111,23 @@ class Settings(BaseSettings):
         "process. -1: one per CPU beyond the first (at least one); 0: decode in the server process.",
     )
     retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503 responses.")
+    ingest_max_pending_requests: int = Field(
+        default=32, ge=1,
+        description="Export requests admitted at once over every transport (being read, waiting for or in a decode "
+        "process, or waiting for their commit); more get 503 + Retry-After (gRPC UNAVAILABLE with retry info) at "
+        "once. Also the size of the ingest thread pool, apart from the one of the UI and API.",
+    )
+    ingest_max_pending_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Request bodies (as sent) the server process holds at once for decoding, in bytes; a request "
+        "that would exceed it gets 503 + Retry-After before its body is read. Bounds the server's memory.",
+    )
+    ingest_max_wait_seconds: float = Field(
+        default=4.0, gt=0,
+        description="Longest a request waits for a free decode process, and longest the spans already queued for the "
+        "writer may take to commit (at the measured write rate), before new requests get 503 + Retry-After: "
+        "well under the 10 s default timeout of OTLP exporters, so they retry instead of timing out.",
+    )
     max_attribute_chars: int = Field(
         default=256 * 1024, ge=1024,
         description="Longest string attribute value kept; longer values are truncated with a marker.",
