@@ -21,8 +21,11 @@ from threadline.server.cli import cli
 from threadline.server.cli_args import parse_moment
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store, open_store
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 S = 1_000_000_000
 DAY = 86_400 * S
@@ -35,8 +38,8 @@ def turn(session: str, user: str, trace: str, end_ns: int) -> SpanRecord:
         project=PROJECT, trace_id=trace.ljust(32, "0"), span_id="a" * 16, parent_span_id=None, name="turn",
         kind="AGENT", start_ns=end_ns - S, end_ns=end_ns, status="OK", status_message=None, session_id=session,
         user_id=user, input=f"question of {user}", output="answer", model=None, is_llm=False, prompt_tokens=3,
-        completion_tokens=4, total_tokens=7, cost=0.0, error=None, attributes_json="{}", events_json="[]",
-        turn_key=None, detail_json=None)
+        completion_tokens=4, total_tokens=7, cost=0.0, error=None, payload=EMPTY,
+        turn_key=None)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -25,8 +25,11 @@ from threadline.server.store import schema as t
 from threadline.server.store.annotation_configs import delete_annotation_config, put_annotation_config
 from threadline.server.store.engine import Store, open_store
 from threadline.server.store.eval_runs import create_eval_run, get_eval_run, update_eval_run
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 S = 1_000_000_000
 HOSTILE = ["a/b c", "ünï ☃", "<script>alert(1)</script>", "' OR 1=1 --", "%2F..%2F", "x" * 200]
@@ -38,7 +41,7 @@ def _turn(session: str, trace: str, status: str = "OK") -> SpanRecord:
         kind="AGENT", start_ns=1000 * S, end_ns=1001 * S, status=status, status_message=None, session_id=session,
         user_id="u", input=f"hi {trace}", output="hello", model=None, is_llm=False, prompt_tokens=0,
         completion_tokens=0, total_tokens=0, cost=0.0, error="boom" if status == "ERROR" else None,
-        attributes_json="{}", events_json="[]", turn_key=None, detail_json=None)
+        payload=EMPTY, turn_key=None)
 
 
 def _project(store: Store) -> int:

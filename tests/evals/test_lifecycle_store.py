@@ -18,8 +18,11 @@ from threadline.server.settings import Settings
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_session, write_project_settings
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 S = 1_000_000_000
 DAY = 86_400 * S
@@ -31,7 +34,7 @@ def turn(project: str, session: str, trace: str, end_ns: int) -> SpanRecord:
         project=project, trace_id=trace.ljust(32, "0"), span_id="a" * 16, parent_span_id=None, name="turn",
         kind="AGENT", start_ns=end_ns - S, end_ns=end_ns, status="OK", status_message=None, session_id=session,
         user_id="u", input="hi", output="hello", model=None, is_llm=False, prompt_tokens=0, completion_tokens=0,
-        total_tokens=0, cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None)
+        total_tokens=0, cost=0.0, error=None, payload=EMPTY, turn_key=None)
 
 
 def closed(store: Store) -> dict[tuple[str, str], int | None]:

@@ -11,15 +11,18 @@ import pytest
 
 from threadline.server.ingest.frames import FrameReader
 from threadline.server.ingest.handoff import JobListener, JobSender, WriterAddress, WriterUnreachable, read_job
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord, pack_records
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 
 def records(n: int, text: str) -> list[SpanRecord]:
     return [SpanRecord(project="p", session_id="s", user_id=None, is_llm=False, error=None, trace_id=f"{i:032x}",
                        span_id=f"{i + 1:016x}", parent_span_id=None, name="n", kind="CHAIN", start_ns=i, end_ns=i + 1,
                        status="OK", status_message=None, input=text, output=None, model=None, prompt_tokens=0,
-                       completion_tokens=0, total_tokens=0, cost=0.0, attributes_json="{}", events_json="[]",
-                       turn_key=None, detail_json=None)
+                       completion_tokens=0, total_tokens=0, cost=0.0, payload=EMPTY,
+                       turn_key=None)
             for i in range(n)]
 
 

@@ -10,6 +10,7 @@ from threadline.server.chat import flattened_messages
 from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
+from threadline.server.store.payload import read_span
 
 
 def span(attrs: dict[str, object], *, parent: str | None = None, status: str = "UNSET",
@@ -109,7 +110,7 @@ def test_hostile_message_index_is_not_amplified() -> None:
     assert flattened_messages(attrs, "llm.input_messages") == []
     record = normalize(span(attrs))
     assert record.input == "the real question"
-    assert json.loads(record.attributes_json)["llm.input_messages.4294967295.message.content"] == "deep"
+    assert read_span(record.payload).attributes()["llm.input_messages.4294967295.message.content"] == "deep"
 
 
 def test_multimodal_message_contents_become_text() -> None:
@@ -155,7 +156,7 @@ def test_tool_call_reply_is_words_and_detail_not_the_response_body() -> None:
     record = normalize(span(OPENAI_TOOL_CALL))
     assert (record.input, record.output) == ("Where is order 1234?", "called lookup_order(order_id=1234)")
     assert record.turn_key is not None
-    assert json.loads(record.detail_json or "") == {
+    assert json.loads(read_span(record.payload).detail or "") == {
         "tool_calls": [{"id": "call_abc", "name": "lookup_order", "arguments": '{"order_id": 1234}'}]}
 
 
@@ -181,21 +182,21 @@ def test_tool_loop_calls_share_the_turn_key_and_list_the_tool_result() -> None:
     }))
     assert (second.input, second.output) == ("Where is order 1234?", "Shipped.")
     assert second.turn_key == normalize(span(OPENAI_TOOL_CALL)).turn_key
-    assert json.loads(second.detail_json or "") == {
+    assert json.loads(read_span(second.payload).detail or "") == {
         "tool_results": [{"id": "call_abc", "name": "lookup_order", "content": '{"status": "shipped"}'}]}
 
 
 def test_tool_span_detail_is_named_by_the_span_when_attributes_do_not() -> None:
     record = normalize(span({"openinference.span.kind": "TOOL", "input.value": '{"order_id": 1234}',
                              "output.value": '{"status": "shipped"}'}, name="lookup_order"))
-    assert json.loads(record.detail_json or "") == {
+    assert json.loads(read_span(record.payload).detail or "") == {
         "name": "lookup_order", "arguments": '{"order_id": 1234}', "result": '{"status": "shipped"}'}
 
 
 def test_plain_spans_have_no_detail_and_no_message_turn_key() -> None:
     record = normalize(span({"openinference.span.kind": "CHAIN", "input.value": "hello", "output.value": "bye"}))
-    assert (record.turn_key, record.detail_json) == (None, None)
-    assert record.detail_json is record[-1]  # the last field of the record
+    assert (record.turn_key, read_span(record.payload).detail) == (None, None)
+    assert record.payload is record[-1]  # the last field of the record
 
 
 def test_provider_body_without_text_is_never_shown_raw() -> None:

@@ -15,8 +15,11 @@ from threadline.server.query.overview import activity, overview, timeseries, tur
 from threadline.server.query.sessions import SessionFilter, list_sessions
 from threadline.server.query.timeconv import ms, percentile
 from threadline.server.store.engine import Store
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 SECOND = 1_000_000_000
 BASE = 1_800_000_000 * SECOND
@@ -39,7 +42,7 @@ def record(trace: str, span: str, parent: str | None, start: int, end: int, **kw
         project="p", trace_id=trace, span_id=span, parent_span_id=parent, name="op", kind="CHAIN",
         start_ns=start, end_ns=end, status="OK", status_message=None, session_id=None, user_id=None,
         input=None, output=None, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
-        cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None,
+        cost=0.0, error=None, payload=EMPTY, turn_key=None,
     )
     return base._replace(**kw)  # type: ignore[arg-type]
 

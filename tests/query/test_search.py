@@ -9,8 +9,11 @@ import pytest
 from threadline.server.query import sessions as session_queries
 from threadline.server.query.sessions import SessionFilter, list_sessions
 from threadline.server.store.engine import Store
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 WORDS = ["refund", "shipping", "invoice", "zeppelin", "password", "delay"]
 
@@ -32,7 +35,7 @@ def fill(store: Store) -> dict[str, set[str]]:
                 name="turn", kind="CHAIN", start_ns=1000 * (s * 3 + turn), end_ns=1000 * (s * 3 + turn) + 500,
                 status="OK", status_message=None, session_id=f"s{s:02d}", user_id=None, input=text_in,
                 output=text_out, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
-                cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None,
+                cost=0.0, error=None, payload=EMPTY, turn_key=None,
             ))
     with store.write() as tx:
         BatchWriter(store.dialect).write(tx, records, now_ns=1)

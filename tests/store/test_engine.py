@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store, open_store
-from threadline.server.store.migrate import current_revision, head_revision, upgrade
+from threadline.server.store.migrate import current_revision, upgrade
+from threadline.server.store.payload import read_span
 from threadline.server.store.write import BatchWriter
 
 from .test_turns import tool_loop_chat
@@ -29,6 +31,17 @@ def test_new_sqlite_files_use_8k_pages(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "new.db")
     assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def columns_before_payload(row: dict[str, Any], *, detail: bool = True) -> dict[str, Any]:
+    """A ``spans`` row of today as revisions before 0006 stored it (text columns, no payload)."""
+    row = dict(row)
+    payload = read_span(row.pop("payload"))
+    row.update(input=payload.input, output=payload.output, events=payload.events_json,
+               attributes=orjson.dumps(payload.attributes()).decode())
+    if detail:
+        row["detail"] = payload.detail
+    return row
 
 
 def _rows_before_turns(tmp_path: Path) -> tuple[dict[str, list[dict[str, Any]]], list[Any]]:
@@ -47,8 +60,7 @@ def _rows_before_turns(tmp_path: Path) -> tuple[dict[str, list[dict[str, Any]]],
                 t.traces.c.session_id)).all())
     finally:
         scratch.dispose()
-    for row in rows["spans"]:
-        del row["detail"]
+    rows["spans"] = [columns_before_payload(row, detail=False) for row in rows["spans"]]
     for row in rows["traces"]:
         del row["turn_key"], row["follows"]
     for row in rows["sessions"]:  # 0002: first/last trace ids, one turn per trace
@@ -65,10 +77,10 @@ def test_upgrading_keeps_every_row_and_regroups_stored_sessions_into_turns(db_ur
         with store.write() as tx:
             for name in ("projects", "spans", "traces", "sessions", "session_users", "users"):
                 tx.execute(sa.table(name, *(sa.column(c) for c in old_rows[name][0])).insert(), old_rows[name])
-        upgrade(store)
-        assert current_revision(store) == head_revision()
+        upgrade(store, "0005")  # 0006 changes how spans are stored: tests/store/test_payload_migration.py
+        assert current_revision(store) == "0005"
         with store.read() as conn:
-            spans = [dict(r._mapping) for r in conn.execute(select(t.spans))]
+            spans = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM spans"))]
             traces = [dict(r._mapping) for r in conn.execute(select(t.traces))]
             turns = conn.execute(select(t.turns).order_by(t.turns.c.session_id, t.turns.c.start_ns)).all()
             sessions = {r.session_id: r.turns for r in conn.execute(select(t.sessions))}

@@ -4,7 +4,6 @@ repeated messages, erasure."""
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -15,6 +14,7 @@ from threadline.server.chat import input_text, output_text, span_detail, turn_ke
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
 from threadline.server.store.erase import erase_turns
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
 
@@ -46,7 +46,7 @@ def span(trace: str, span_id: str, parent: str | None, start: int, attrs: dict[s
         kind=kind, start_ns=start, end_ns=start + 50, status="ERROR" if failed else "OK", status_message=None,
         input=input_text(attrs), output=output_text(attrs), model="m" if kind == "LLM" else None,
         prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens, cost=0.0,
-        attributes_json=json.dumps(attrs), events_json="[]", detail_json=span_detail(attrs, kind),
+        payload=encode_span(input_text(attrs), output_text(attrs), span_detail(attrs, kind), "[]", attrs),
     )
 
 

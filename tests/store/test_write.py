@@ -10,8 +10,11 @@ from sqlalchemy import select
 
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
+
+EMPTY = encode_span(None, None, None, "[]", {})  # a span payload with no text
 
 
 def record(trace: str, span: str, parent: str | None, start: int, **kw: object) -> SpanRecord:
@@ -19,7 +22,7 @@ def record(trace: str, span: str, parent: str | None, start: int, **kw: object) 
         project="p", trace_id=trace, span_id=span, parent_span_id=parent, name="op", kind="CHAIN",
         start_ns=start, end_ns=start + 100, status="OK", status_message=None, session_id=None, user_id=None,
         input=None, output=None, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
-        cost=0.0, error=None, attributes_json="{}", events_json="[]", turn_key=None, detail_json=None,
+        cost=0.0, error=None, payload=EMPTY, turn_key=None,
     )
     return base._replace(**kw)
 

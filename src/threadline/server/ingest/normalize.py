@@ -20,6 +20,7 @@ from threadline import conventions as cv
 from threadline.server.chat import chat_fields
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
+from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 
 MAX_ID_CHARS = 1024
@@ -45,6 +46,9 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
     chat = chat_fields(attrs, kind, span.name)
     if span.dropped_attributes:
         attrs = {**attrs, "threadline.dropped_attributes": span.dropped_attributes}
+    text_in = _clean_text(_bound(chat.input, max_text_chars))
+    text_out = _clean_text(_bound(chat.output, max_text_chars))
+    events_json = orjson.dumps(span.events, default=str).decode() if span.events else "[]"
     # Positional: a named tuple built from keywords costs five times as much, on every span.
     return SpanRecord(
         _clean_text(span.project),  # project
@@ -53,6 +57,8 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         is_llm,
         _clean_text(error),  # error
         chat.turn_key,
+        text_in,  # input
+        text_out,  # output
         span.trace_id,
         span.span_id,
         span.parent_span_id,
@@ -62,16 +68,12 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         span.end_ns,
         span.status,
         _clean_text(span.status_message),  # status_message
-        _clean_text(_bound(chat.input, max_text_chars)),  # input
-        _clean_text(_bound(chat.output, max_text_chars)),  # output
         _clean_text(model[:256]) if model else None,  # model
         prompt,  # prompt_tokens
         completion,  # completion_tokens
         total,  # total_tokens
         cost,
-        orjson.dumps(attrs, default=str).decode(),  # attributes_json
-        orjson.dumps(span.events, default=str).decode() if span.events else "[]",  # events_json
-        chat.detail_json,
+        encode_span(text_in, text_out, chat.detail_json, events_json, attrs),  # payload
     )
 
 

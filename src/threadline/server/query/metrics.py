@@ -32,6 +32,7 @@ from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import percentile, to_ns
 from threadline.server.store import schema as t
+from threadline.server.store.payload import read_span
 
 GROUPS = ("session", "user", "model", "tag", "day")
 TURN_FIELDS = ("tokens", "prompt_tokens", "completion_tokens", "cost", "latency", "errors", "llm_calls", "spans")
@@ -241,13 +242,12 @@ def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -
                 calls[turn_of[call.trace_id]].append(call)
     if need_tags:
         for chunk in _chunks(ids):
-            for tagged in conn.execute(select(sp.c.trace_id, sp.c.attributes).where(
-                    sp.c.project_id == pid, sp.c.trace_id.in_(chunk), sp.c.attributes.like(f'%"{cv.TAG_TAGS}"%'))):
-                try:
-                    attributes = json.loads(tagged.attributes)
-                except ValueError:
-                    continue
-                tags[turn_of[tagged.trace_id]].update(_tags(attributes.get(cv.TAG_TAGS)))
+            # Payloads are compressed: the tag key is looked for after reading each one.
+            for tagged in conn.execute(select(sp.c.trace_id, sp.c.payload).where(
+                    sp.c.project_id == pid, sp.c.trace_id.in_(chunk))):
+                payload = read_span(tagged.payload)
+                if f'"{cv.TAG_TAGS}"' in payload.attributes_json:
+                    tags[turn_of[tagged.trace_id]].update(_tags(payload.attributes().get(cv.TAG_TAGS)))
     groups: dict[str, _Group] = defaultdict(_Group)
     for r in turns:
         if filters.model is not None and not any(c.model == filters.model for c in calls.get(r.trace_id, [])):

@@ -9,7 +9,6 @@ index for ``q`` — never a scan of spans.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, to_datetime, to_ns
 from threadline.server.store import schema as t
 from threadline.server.store.fulltext import EmptySearch, count_hits, fts_hits, matching_traces, terms
+from threadline.server.store.payload import read_span
 
 TraceStatus = Literal["ok", "error"]
 TRACE_STATUSES: tuple[TraceStatus, ...] = ("ok", "error")
@@ -30,25 +30,18 @@ TRACE_STATUSES: tuple[TraceStatus, ...] = ("ok", "error")
 
 def span_from_row(row: Any, session_id: str | None, user_id: str | None) -> Span:
     """A ``Span`` from a ``spans`` row plus the session and user of its trace."""
-    try:
-        attributes = json.loads(row.attributes)
-    except ValueError:
-        attributes = {}
-    try:
-        raw_events = json.loads(row.events)
-    except ValueError:
-        raw_events = []
+    payload = read_span(row.payload)
     events = [
         SpanEvent(name=str(e.get("name", "")), time=to_datetime(int(e.get("time_ns") or 0)),
                   attributes=e.get("attributes") or {})
-        for e in raw_events if isinstance(e, dict)
+        for e in payload.events() if isinstance(e, dict)
     ]
     return Span(
         trace_id=row.trace_id, span_id=row.span_id, parent_span_id=row.parent_span_id, name=row.name,
         kind=row.kind, start_time=to_datetime(row.start_ns), end_time=to_datetime(row.end_ns),
         latency_ms=ms(row.end_ns - row.start_ns), status=row.status, status_message=row.status_message,
-        session_id=session_id, user_id=user_id, input=row.input, output=row.output, attributes=attributes,
-        events=events,
+        session_id=session_id, user_id=user_id, input=payload.input, output=payload.output,
+        attributes=payload.attributes(), events=events,
     )
 
 

@@ -1,9 +1,10 @@
 """Turns: a session's ``turns`` rows with their traces, LLM calls, tool calls and steps.
 
-What a step shows was derived at ingest (``spans.detail``: the tool calls an LLM requested, the
-tool results its input carried, a tool's name, arguments and result); nothing here parses span
-attributes. A tool call the app ran without a TOOL span (the OpenAI tool loop) becomes a step
-from the requesting LLM call and the result the next LLM call was given.
+What a step shows was derived at ingest (the ``detail`` of a span's payload: the tool calls an LLM
+requested, the tool results its input carried, a tool's name, arguments and result); nothing here
+parses span attributes (:func:`~threadline.server.store.payload.read_steps`). A tool call the app
+ran without a TOOL span (the OpenAI tool loop) becomes a step from the requesting LLM call and the
+result the next LLM call was given.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, select
 
@@ -20,6 +21,27 @@ from threadline.server.model import AnnotationSummary, LlmCall, RequestedTool, S
 from threadline.server.query.annotations import summarize
 from threadline.server.query.timeconv import ms, to_datetime
 from threadline.server.store import schema as t
+from threadline.server.store.payload import read_steps
+
+
+class _StepSpan(NamedTuple):
+    """What a step needs of an LLM or TOOL span (its payload read)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    model: str | None
+    start_ns: int
+    end_ns: int
+    status: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    output: str | None
+    detail: str | None
 
 
 def _detail(raw: str | None) -> dict[str, Any]:
@@ -157,12 +179,13 @@ def load_turns(conn: Connection, pid: int, turn_rows: Sequence[Row[Any]], first_
     # No ORDER BY: SQLite would then walk the project's time index instead of the primary key;
     # a turn has few spans, so they are sorted here. Only LLM and TOOL spans are steps.
     spans: dict[str, list[Any]] = defaultdict(list)
-    rows = conn.execute(
+    stored = conn.execute(
         select(sp.c.trace_id, sp.c.span_id, sp.c.parent_span_id, sp.c.name, sp.c.kind, sp.c.model, sp.c.start_ns,
                sp.c.end_ns, sp.c.status, sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost,
-               sp.c.output, sp.c.detail)
+               sp.c.payload)
         .where(sp.c.project_id == pid, sp.c.trace_id.in_(list(key_of)), sp.c.kind.in_(("LLM", "TOOL")))
     ).all() if key_of else []
+    rows = [_StepSpan._make((*row[:-1], *read_steps(row.payload))) for row in stored]
     for row in sorted(rows, key=lambda r: (r.start_ns, r.span_id)):
         spans[key_of[row.trace_id]].append(row)
     notes = summarize(conn, pid, "trace", list(key_of))

@@ -12,6 +12,8 @@ class SpanRecord(NamedTuple):
     A named tuple: records cross from the decode processes to the writer by pickle, and tuples
     pickle an order of magnitude faster than dataclass instances. The fields from ``trace_id``
     on are the columns of ``spans`` after ``project_id``, in order (:data:`SPAN_COLUMNS_AT`).
+    ``input`` and ``output`` feed the trace and turn rollups; the span keeps them inside its
+    ``payload`` (:mod:`.payload`), built in the decode process.
     """
 
     project: str
@@ -22,6 +24,9 @@ class SpanRecord(NamedTuple):
     #: Which turn of its session this span's input belongs to (:func:`threadline.server.chat.turn_key`):
     #: set for a message-list input (the key of its last user message), ``None`` for plain text.
     turn_key: str | None
+    #: The span's display text (bounded): the last user message of its input, the assistant's reply.
+    input: str | None
+    output: str | None
     # --- stored as the columns of `spans`, in this order ---
     trace_id: str
     span_id: str
@@ -32,18 +37,14 @@ class SpanRecord(NamedTuple):
     end_ns: int
     status: str
     status_message: str | None
-    input: str | None
-    output: str | None
     model: str | None
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     cost: float
-    attributes_json: str
-    events_json: str
-    #: JSON of what a turn's steps need from this span (requested tool calls and tool results of
-    #: an LLM span; name, arguments and result of a TOOL span); ``None`` when there is nothing.
-    detail_json: str | None
+    #: input, output, detail (what a turn's steps need), events and attributes, each value once,
+    #: compressed when large (:func:`threadline.server.store.payload.encode_span`).
+    payload: bytes
 
 
 #: ``record[SPAN_COLUMNS_AT:]`` is the row of ``spans`` after its ``project_id``.

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -52,18 +53,15 @@ spans = Table(
     Column("end_ns", BigInteger, nullable=False),
     Column("status", String, nullable=False),  # UNSET | OK | ERROR
     Column("status_message", Text, nullable=True),
-    Column("input", Text, nullable=True),  # display text (bounded)
-    Column("output", Text, nullable=True),
     Column("model", String, nullable=True),
     Column("prompt_tokens", BigInteger, nullable=False, default=0),
     Column("completion_tokens", BigInteger, nullable=False, default=0),
     Column("total_tokens", BigInteger, nullable=False, default=0),
     Column("cost", Float, nullable=False, default=0.0),
-    Column("attributes", Text, nullable=False),  # JSON object, flattened keys
-    Column("events", Text, nullable=False),  # JSON array
-    # JSON: what a turn's steps need (requested tool calls and tool results; a tool's name,
-    # arguments and result), derived at ingest so no view re-parses the attributes.
-    Column("detail", Text, nullable=True),
+    # The span's text, each value once, compressed when large (store/payload.py): display input
+    # and output, ``detail`` (what a turn's steps show, derived at ingest so no view re-parses
+    # the attributes), events JSON, attributes JSON (flattened keys).
+    Column("payload", LargeBinary, nullable=False),
     PrimaryKeyConstraint("project_id", "trace_id", "span_id", name="pk_spans"),
     Index("ix_spans_project_start", "project_id", "start_ns"),
 )
