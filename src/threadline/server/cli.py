@@ -16,6 +16,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 
 from threadline.server.cli_args import TIME, TIME_FORMATS, require_known, require_project
 from threadline.server.cli_keys import keys_group
+from threadline.server.cli_people import users_group
 from threadline.server.cli_store import db_option, load_settings, open_configured_store
 from threadline.server.demo.command import demo_command
 from threadline.server.evals.commands import eval_group, metrics_command
@@ -31,6 +32,7 @@ cli.add_command(demo_command, "demo")
 cli.add_command(eval_group, "eval")
 cli.add_command(metrics_command, "metrics")
 cli.add_command(keys_group, "keys")
+cli.add_command(users_group, "users")
 
 
 @cli.command()

@@ -7,22 +7,28 @@ the OTLP/HTTP-only app of the standard port 4318. Both share one :class:`Runtime
 from __future__ import annotations
 
 import logging
+import time
 
-from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from threadline.server.auth.gate import Gate
+from threadline.server.auth.passwords import hash_password
+from threadline.server.auth.roles import Role
 from threadline.server.evals.lifecycle import Lifecycle
 from threadline.server.ingest.service import IngestService
 from threadline.server.settings import Settings
+from threadline.server.store import people
 from threadline.server.store.engine import Store, open_store
 from threadline.server.web import otlp
+from threadline.server.web.access import AccessDenied
 from threadline.server.web.api import annotation_configs as annotation_configs_api
 from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
 from threadline.server.web.paths import EncodedSlashes
+from threadline.server.web.ui import login
 from threadline.server.web.ui.views import router as ui_router
 
 log = logging.getLogger("threadline")
@@ -40,7 +46,8 @@ class Runtime:
         self.lifecycle = Lifecycle(settings, self.store)
 
     def start(self) -> None:
-        """Start the writer, the decode workers and background loops."""
+        """Create the first admin (if asked to), start the writer, the decode workers and background loops."""
+        first_admin(self.settings, self.store)
         self.ingest.start()
         self.lifecycle.start()
 
@@ -49,6 +56,22 @@ class Runtime:
         self.lifecycle.stop()
         self.ingest.stop()
         self.store.dispose()
+
+
+def first_admin(settings: Settings, store: Store) -> None:
+    """With ``THREADLINE_ADMIN_PASSWORD`` set and no users yet, create the user ``admin`` (role admin)."""
+    if settings.admin_password is None:
+        return
+    with store.read() as conn:
+        if people.count_people(conn):
+            return
+    password_hash = hash_password(settings.admin_password.get_secret_value())
+    try:
+        with store.write() as tx:
+            people.create_person(tx, "admin", Role.ADMIN.value, password_hash, time.time_ns())
+    except people.PersonExists:
+        return  # another server sharing the database made it first
+    log.info("created the user 'admin' (role admin) from THREADLINE_ADMIN_PASSWORD")
 
 
 def _attach(app: FastAPI, runtime: Runtime) -> None:
@@ -92,7 +115,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(traces.router)
+    app.include_router(login.router)
     app.include_router(ui_router)
+
+    @app.exception_handler(AccessDenied)
+    async def _access_denied(request: Request, exc: AccessDenied) -> Response:
+        return login.ui_access_denied(request, exc)
+
     return app
 
 

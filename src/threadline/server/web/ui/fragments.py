@@ -35,6 +35,8 @@ from threadline.server.web.ui.render import SECURITY_HEADERS, STATIC, html_respo
 from threadline.server.web.ui.spans import Message, messages
 
 router = APIRouter(include_in_schema=False)
+#: The static files: public (the login page needs them), so kept apart from the fragments.
+static_router = APIRouter(include_in_schema=False)
 
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml", ".png": "image/png"}
@@ -183,7 +185,7 @@ def conversation_fragment(request: Request, project: str, session_id: str, conn:
                          strip=timeline_strip(marks, loaded, lambda t: f"/projects/{url_part(project)}/traces/{t}"))
 
 
-@router.get("/static/{name}")
+@static_router.get("/static/{name}")
 def static_file(name: str, request: Request) -> Response:
     """A file of ``static/`` (no subdirectories); cached for a year when the URL carries the version."""
     path = STATIC / name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from threadline.server.auth.roles import Action, Principal
 from threadline.server.web.ui.markdown import dump_json, markdown, markdown_or_json, parse_json_container
 
 HERE = Path(__file__).parent
@@ -32,10 +34,19 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Never a referrer for another site; same-origin, so a form POST (login, logout) carries our
+    # real Origin (with no-referrer browsers send ``Origin: null``, which the browser-safety check refuses).
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+
+current_principal: ContextVar[Principal | None] = ContextVar("threadline_ui_principal", default=None)
+"""Who the page being rendered is for; set per request by the UI routes (``views.remember_principal``).
+
+Unset (``None``: a template rendered outside a request) renders as for the local operator, with
+every control, which is also what every request gets with auth off.
+"""
 
 
 # --- display filters ------------------------------------------------------------------------------
@@ -223,9 +234,21 @@ def environment() -> Environment:
     return env
 
 
+def access_context(principal: Principal | None) -> dict[str, Any]:
+    """What templates know of who is looking: ``principal`` (``None``: as the local operator),
+    ``can_write`` (annotate, close sessions, run evals), ``can_admin`` (settings, annotation
+    configs) and ``csrf_token`` (a login's, for the ``csrf-token`` meta and the logout form)."""
+    return {
+        "principal": principal,
+        "can_write": principal is None or principal.may(Action.WRITE),
+        "can_admin": principal is None or principal.may(Action.ADMIN),
+        "csrf_token": principal.csrf_token if principal is not None else None,
+    }
+
+
 def render(template: str, **context: Any) -> str:
-    """Render ``template`` with ``context``."""
-    return environment().get_template(template).render(**context)
+    """Render ``template`` with ``context`` (and, unless given, :func:`access_context` of the request)."""
+    return environment().get_template(template).render(**{**access_context(current_principal.get()), **context})
 
 
 def html_response(template: str, status_code: int = 200, headers: dict[str, str] | None = None,

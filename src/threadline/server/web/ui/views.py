@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Connection
 
+from threadline.server.auth.roles import Action
 from threadline.server.evals.lifecycle import idle_timeout_seconds
 from threadline.server.model import Page, SessionSummary, UserSummary
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
@@ -29,6 +30,7 @@ from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.timeconv import to_datetime
 from threadline.server.query.traces import count_sessionless_traces, get_trace, has_sessions, list_traces
 from threadline.server.query.users import get_user, list_users
+from threadline.server.web.access import allow, principal_of
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui import fragments
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
@@ -47,11 +49,30 @@ from threadline.server.web.ui.params import (
     sort_link,
     trace_query,
 )
-from threadline.server.web.ui.render import SECURITY_HEADERS, html_response, url_part
+from threadline.server.web.ui.render import SECURITY_HEADERS, current_principal, html_response, url_part
 from threadline.server.web.ui.spans import exception_events, messages, span_tree
 
+
+async def remember_principal(request: Request) -> None:
+    """Make the request's principal (found by ``allow``) what the templates render for.
+
+    ``async`` on purpose: it runs in the request's own context, which the (sync) page then
+    inherits, so :data:`~.render.current_principal` is this request's and nobody else's.
+    """
+    current_principal.set(principal_of(request))
+
+
+def reachable(request: Request, names: Iterable[str]) -> list[str]:
+    """The project names among ``names`` the request's principal may see."""
+    principal = principal_of(request)
+    return [name for name in names if principal is None or principal.reaches(name)]
+
+
 router = APIRouter(include_in_schema=False)
-router.include_router(fragments.router)
+"""Every UI route: :data:`pages` (each needs ``READ``) and the public static files."""
+pages = APIRouter(dependencies=[allow(Action.READ), Depends(remember_principal)])
+"""The pages and fragments; an unauthenticated browser is sent to ``/login`` (see :mod:`.login`)."""
+pages.include_router(fragments.router)
 
 TURNS_PER_PAGE = 100
 #: The sessions page counts traces without a session up to here ("100,000+" beyond).
@@ -131,7 +152,8 @@ def base_context(request: Request, conn: Connection, project: str | None, tab: s
     params = dict(request.query_params)
     path = request.url.path
     return {
-        "project": project, "tab": tab, "projects": [p.name for p in list_projects(conn)], "params": params,
+        "project": project, "tab": tab, "projects": reachable(request, (p.name for p in list_projects(conn))),
+        "params": params,
         "path": path, "link": lambda **changes: link(params, path, **changes),
         "drop_link": lambda *names: link(params, path, drop=names),
     }
@@ -150,20 +172,22 @@ def unknown_project(request: Request, conn: Connection, project: str) -> HTMLRes
                    f"There is no project named “{project}” yet. It appears as soon as it receives a span.")
 
 
-@router.get("/")
+@pages.get("/")
 def projects_page(request: Request, conn: ReadConn) -> HTMLResponse:
     """Every project with its counts, turns, cost and error rate (from the session rollups)."""
-    return html_response("projects.html", rows=list_projects(conn), totals=project_totals(conn),
+    rows = list_projects(conn)
+    visible = set(reachable(request, (p.name for p in rows)))
+    return html_response("projects.html", rows=[p for p in rows if p.name in visible], totals=project_totals(conn),
                          otlp_url=f"{request.base_url}v1/traces", **base_context(request, conn, None, "projects"))
 
 
-@router.get("/projects/{project}")
+@pages.get("/projects/{project}")
 def project_home(project: str) -> RedirectResponse:
     """A project's home is its sessions."""
     return RedirectResponse(f"/projects/{url_part(project)}/sessions", status_code=302, headers=SECURITY_HEADERS)
 
 
-@router.get("/projects/{project}/sessions")
+@pages.get("/projects/{project}/sessions")
 def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     """Header numbers, the activity chart and the filtered, sorted, paginated sessions table."""
     if project_id(conn, project) is None:
@@ -203,7 +227,7 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
     )
 
 
-@router.get("/projects/{project}/sessions/{session_id:path}", response_model=None)
+@pages.get("/projects/{project}/sessions/{session_id:path}", response_model=None)
 def session_page(request: Request, project: str, session_id: str, conn: ReadConn) -> Response:
     """One conversation: totals, the timeline strip and the turns as a chat (paged for long sessions)."""
     if not session_id:
@@ -250,7 +274,7 @@ def session_page(request: Request, project: str, session_id: str, conn: ReadConn
     )
 
 
-@router.get("/projects/{project}/traces")
+@pages.get("/projects/{project}/traces")
 def traces_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     """Every trace of the project, with or without a session: filtered, newest first, paginated."""
     if project_id(conn, project) is None:
@@ -264,7 +288,7 @@ def traces_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
                          **base_context(request, conn, project, "traces"))
 
 
-@router.get("/projects/{project}/traces/{trace_id}")
+@pages.get("/projects/{project}/traces/{trace_id}")
 def trace_page(request: Request, project: str, trace_id: str, conn: ReadConn) -> HTMLResponse:
     """The span tree with a latency waterfall and one span's details."""
     detail = get_trace(conn, project, trace_id.lower())
@@ -287,7 +311,7 @@ def trace_page(request: Request, project: str, trace_id: str, conn: ReadConn) ->
     )
 
 
-@router.get("/projects/{project}/users")
+@pages.get("/projects/{project}/users")
 def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     """Every user of the project: sortable, searchable, paginated."""
     if project_id(conn, project) is None:
@@ -320,7 +344,7 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     )
 
 
-@router.get("/projects/{project}/users/{user_id:path}", response_model=None)
+@pages.get("/projects/{project}/users/{user_id:path}", response_model=None)
 def user_page(request: Request, project: str, user_id: str, conn: ReadConn) -> Response:
     """One user: their totals and their sessions, newest first."""
     if not user_id:
@@ -336,3 +360,6 @@ def user_page(request: Request, project: str, user_id: str, conn: ReadConn) -> R
     return html_response("user.html", detail=detail, u=detail.summary, sessions=detail.sessions,
                          columns=evaluation_columns(conn, project, annotation_names(detail.sessions)), **context)
 
+
+router.include_router(pages)
+router.include_router(fragments.static_router)

@@ -4,6 +4,14 @@
 // runs, no resource loads) before their nodes are moved in; everything else uses textContent.
 "use strict";
 
+// A login's CSRF token (auth on: the page's <meta name="csrf-token">), sent as the x-csrf-token
+// header on every request that changes something; without a login there is none to send.
+function csrfHeaders(headers) {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (meta && meta.content) headers["x-csrf-token"] = meta.content;
+  return headers;
+}
+
 (function () {
   const POLL_MS = 2000;
 
@@ -352,9 +360,11 @@
       if (config.description) item.title = config.description;
       select.appendChild(item);
     });
-    const fresh = option("", "New annotation name…");
-    fresh.dataset.newName = "1";
-    select.appendChild(fresh);
+    if (form.dataset.configure !== "no") {  // a new name creates its config: admins only
+      const fresh = option("", "New annotation name…");
+      fresh.dataset.newName = "1";
+      select.appendChild(fresh);
+    }
     annotateChoose(form);
   }
 
@@ -399,7 +409,7 @@
   function sendJson(method, url, body) {
     return fetch(url, {
       method: method, credentials: "same-origin", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: csrfHeaders({ "Content-Type": "application/json", Accept: "application/json" }),
     }).then(function (response) {
       return response.json().catch(function () { return null; }).then(function (data) {
         if (response.ok) return data;
@@ -667,6 +677,7 @@
   // fetch() JSON on the same origin; resolves to the body, rejects with the API's error message.
   function api(method, url, body) {
     const init = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (method !== "GET") csrfHeaders(init.headers);
     if (body !== undefined) {
       init.body = JSON.stringify(body);
       init.headers["Content-Type"] = "application/json";
