@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from bench.payloads import PROJECT, Batch
+from threadline.server.store.footprint import Footprint, measure
 
 POSTGRES_URL = os.environ.get("THREADLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -69,6 +70,24 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def footprint(db_url: str) -> Footprint:
+    """Bytes on disk of the server's database, per table and per span (``threadline doctor``'s measure)."""
+    from threadline.server.store.engine import Store
+
+    store = Store(db_url, pool_size=1)
+    try:
+        with store.read() as conn:
+            return measure(conn)
+    finally:
+        store.dispose()
+
+
+def footprint_line(found: Footprint, tables: int = 4) -> str:
+    """``7,912 B/span on disk (spans 6,640, traces 265, …)``."""
+    largest = ", ".join(f"{name} {found.per_span(size):,.0f}" for name, size in list(found.tables.items())[:tables])
+    return f"{found.per_span():,.0f} B/span on disk ({largest})"
 
 
 def _free_port() -> int:

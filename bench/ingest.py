@@ -38,6 +38,7 @@ from bench.harness import (
     backends,
     create_key,
     exit_on_sigterm,
+    footprint,
     machine,
     postgres_schema,
     running_server,
@@ -144,8 +145,10 @@ def threadline_run(backend: str, batches: list[Batch], threads: int, client: str
             wait_queryable(server.base_url, total, headers=read_headers)
             queryable = time.perf_counter() - started
             time.sleep(0.5)  # one more RSS sample after the work
+            disk = footprint(url)
             return {"acked": result.acked, "ack_seconds": result.seconds, "queryable_seconds": queryable,
-                    "retries": result.retries, "peak_rss": server.peak_rss}
+                    "retries": result.retries, "peak_rss": server.peak_rss, "disk_per_span": disk.per_span(),
+                    "spans_per_span": disk.per_span(disk.tables.get("spans", 0))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{size / 1024**2:.0f} MiB")
     table = Table(title=f"Ingest, {args.spans} spans, best of {args.rounds} rounds")
     for column in ("database", "auth", "baseline loop spans/s", "Threadline acked spans/s", "until queryable spans/s",
-                   "ratio to baseline", "503 retries", "peak RSS MB"):
+                   "ratio to baseline", "503 retries", "peak RSS MB", "disk B/span (spans table)"):
         table.add_column(column, justify="right")
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.auth]
     for backend in backends(args.db):
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
             table.add_row(backend, "on" if mode else "off", f"{base_rate:,.0f}",
                           f"{best['acked'] / best['ack_seconds']:,.0f}", f"{queryable_rate:,.0f}",
                           f"{queryable_rate / base_rate:.0%}", f"{best['retries']:.0f}",
-                          f"{max(r['peak_rss'] for r in runs[mode]) / 1024**2:.0f}")
+                          f"{max(r['peak_rss'] for r in runs[mode]) / 1024**2:.0f}",
+                          f"{best['disk_per_span']:,.0f} ({best['spans_per_span']:,.0f})")
         if len(rates) == 2:
             console.print(f"{backend}: with auth on, until-queryable throughput is {rates[True] / rates[False]:.1%} "
                           "of auth off")

@@ -29,6 +29,8 @@ from rich.table import Table
 from bench.harness import (
     backends,
     exit_on_sigterm,
+    footprint,
+    footprint_line,
     machine,
     postgres_schema,
     project_spans,
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                 size = f", {sum(p.stat().st_size for p in db.parent.glob(db.name + '*')) / 1024**3:.1f} GiB on disk"
             console.print(f"{backend}: {project['spans']:,} spans, {project['traces']:,} turns, "
                           f"{project['sessions']:,} sessions, {project['users']:,} users{size}{filled}")
+            console.print(f"{backend}: {footprint_line(footprint(url), tables=6)}")
             results = time_queries(server.base_url, args.repeat, args.budget)
             table = Table(title=f"Query latency over HTTP, {backend}, {project['spans']:,} spans")
             for column in ("query", "requests", "p50 ms", "p95 ms", "p99 ms", "mean ms"):

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from threadline.server.cli_args import TIME, TIME_FORMATS, require_known, require_project
+from threadline.server.cli_footprint import report_footprint
 from threadline.server.cli_keys import keys_group
 from threadline.server.cli_people import users_group
 from threadline.server.cli_store import db_option, load_settings, open_configured_store
@@ -134,6 +135,8 @@ def doctor(database_url: str | None) -> None:
         click.echo(f"{label:<10} {settings.host}:{port} {'in use (a server is running?)' if busy else 'free'}")
     judge = settings.judge_base_url or "not configured (THREADLINE_JUDGE_BASE_URL)"
     click.echo(f"judge      {judge}")
+    if not problems:
+        report_footprint(settings.resolved_database_url)
     if problems:
         raise click.ClickException(f"{problems} problem(s) found")
     click.echo("ok")
