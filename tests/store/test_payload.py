@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from threadline.server.query.sessions import get_session
@@ -15,7 +17,7 @@ from threadline.server.query.traces import get_trace
 from threadline.server.store import payload as codec
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store, open_store
-from threadline.server.store.migrate import current_revision, head_revision, upgrade
+from threadline.server.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from threadline.server.store.write import BatchWriter
 from threadline.server.web.api.serialize import to_json
 
@@ -115,7 +117,9 @@ def _ingested(tmp_path: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str
     return rows, traces, sessions
 
 
-def test_migration_0006_converts_stored_spans_and_reads_return_the_same(db_url: str, tmp_path: Path) -> None:
+def test_migration_0006_converts_stored_spans_resumably_and_reads_return_the_same(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
     old_rows, traces, sessions = _ingested(tmp_path)
     assert any(len(r["attributes"]) > codec.COMPRESS_AT for r in old_rows["spans"])
     store = Store(db_url)
@@ -124,7 +128,16 @@ def test_migration_0006_converts_stored_spans_and_reads_return_the_same(db_url: 
         with store.write() as tx:
             for name, rows in old_rows.items():
                 tx.execute(sa.table(name, *(sa.column(c) for c in rows[0])).insert(), rows)
-        upgrade(store)
+        # An upgrade interrupted after two batches: they are committed, the rest is not converted.
+        migration = ScriptDirectory.from_config(alembic_config(store)).get_revision("0006").module
+        monkeypatch.setattr(migration, "_BATCH", 10)
+        with caplog.at_level(logging.INFO, logger="threadline.migrations"):
+            migration.convert_before_upgrade(store.write, batches=2)
+        assert f"span payloads: 20 of {len(old_rows['spans'])}" in caplog.text
+        with store.read() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM spans WHERE payload IS NOT NULL").scalar() == 20
+        assert current_revision(store) == "0005"
+        upgrade(store)  # resumes with the spans not converted yet
         assert current_revision(store) == head_revision()
         with store.read() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("spans")}

@@ -32,10 +32,10 @@ def measure(conn: Connection) -> Footprint:
     """The footprint of the database ``conn`` is connected to (reads only)."""
     spans = int(conn.exec_driver_sql("SELECT coalesce(sum(spans), 0) FROM projects").scalar() or 0)
     if conn.dialect.name == "postgresql":
-        tables = {str(name): int(size) for name, size in conn.exec_driver_sql(
+        relations = {str(name): int(size) for name, size in conn.exec_driver_sql(
             "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
             "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' ORDER BY 2 DESC")}
-        return Footprint(sum(tables.values()), spans, tables, "pg_total_relation_size")
+        return Footprint(sum(relations.values()), spans, relations, "pg_total_relation_size")
     page_size = int(conn.exec_driver_sql("PRAGMA page_size").scalar() or 0)
     pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
     try:
