@@ -80,8 +80,9 @@ def fill(base_url: str, spans: int, threads: int, console: Console) -> float:
     return time.perf_counter() - started
 
 
-def sample_ids(client: httpx.Client) -> tuple[list[str], list[str]]:
-    """Session and user ids to open, taken from several orderings of the lists."""
+def sample_ids(client: httpx.Client) -> tuple[list[str], list[str], list[str]]:
+    """Session, user and trace ids to open, taken from several orderings of the lists (the traces:
+    those of 40 of the sessions)."""
     sessions: set[str] = set()
     for sort, order in (("start_time", "desc"), ("start_time", "asc"), ("tokens", "desc"), ("duration", "asc")):
         page = client.get(f"/v1/projects/{PROJECT}/sessions", params={"sort": sort, "order": order, "limit": 300})
@@ -90,10 +91,14 @@ def sample_ids(client: httpx.Client) -> tuple[list[str], list[str]]:
     for sort in ("last_seen", "sessions"):
         page = client.get(f"/v1/projects/{PROJECT}/users", params={"sort": sort, "limit": 500})
         users |= {u["user_id"] for u in page.json()["data"]}
-    return sorted(sessions), sorted(users)
+    traces: set[str] = set()
+    for session_id in sorted(sessions)[:40]:
+        detail = client.get(f"/v1/projects/{PROJECT}/sessions/{session_id}").json()
+        traces |= {trace_id for turn in detail["turns"] for trace_id in turn["trace_ids"]}
+    return sorted(sessions), sorted(users), sorted(traces)
 
 
-def queries(sessions: list[str], users: list[str]) -> list[Query]:
+def queries(sessions: list[str], users: list[str], traces: list[str]) -> list[Query]:
     """The timed requests: (label, rng → (path, params))."""
     base = f"/v1/projects/{PROJECT}"
     return [
@@ -103,6 +108,7 @@ def queries(sessions: list[str], users: list[str]) -> list[Query]:
         ("sessions list (errors desc)", lambda r: (f"{base}/sessions", {"sort": "errors"})),
         ("sessions of one user", lambda r: (f"{base}/sessions", {"user_id": r.choice(users)})),
         ("session detail", lambda r: (f"{base}/sessions/{r.choice(sessions)}", {})),
+        ("trace detail (every span's payload)", lambda r: (f"{base}/traces/{r.choice(traces)}", {})),
         (f"search q={RARE_WORD} (~1% of turns)", lambda r: (f"{base}/sessions", {"q": RARE_WORD})),
         (f"search q={COMMON_WORD} (~15% of turns)", lambda r: (f"{base}/sessions", {"q": COMMON_WORD})),
         ("users list (last_seen desc)", lambda r: (f"{base}/users", {})),
@@ -122,8 +128,8 @@ def time_queries(base_url: str, repeat: int, budget: float) -> list[tuple[str, l
     rng = random.Random(5)
     results = []
     with httpx.Client(base_url=base_url, timeout=300) as client:
-        sessions, users = sample_ids(client)
-        for label, build in queries(sessions, users):
+        sessions, users, traces = sample_ids(client)
+        for label, build in queries(sessions, users, traces):
             timings: list[float] = []
             deadline = time.monotonic() + budget
             for i in range(repeat + 3):
