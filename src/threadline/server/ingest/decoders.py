@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 from threadline.server.ingest import frames
+from threadline.server.ingest.admission import Overloaded
 from threadline.server.ingest.handoff import JobSender, WriterAddress, WriterUnreachable
 from threadline.server.ingest.otlp import (
     Body,
@@ -142,9 +143,16 @@ class DecodePool:
             self._idle.put(_Decoder(self._context, self.setup))
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
-        """Prepare one request in a decode process (blocking); raises what the process reports."""
-        decoder = self._idle.get()
+            project_header: str | None, allowed_projects: frozenset[str] | None = None,
+            wait: float | None = None) -> Prepared:
+        """Prepare one request in a decode process (blocking); raises what the process reports.
+
+        ``wait``: longest wait for a free decode process, then :class:`Overloaded` (``None``: no limit).
+        """
+        try:
+            decoder = self._idle.get(timeout=wait)
+        except queue.Empty:
+            raise Overloaded(f"no decode process was free within {wait:.1f} s") from None
         try:
             if not decoder.usable():
                 try:

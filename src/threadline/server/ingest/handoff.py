@@ -109,7 +109,16 @@ class JobSender:
 
 
 class JobListener:
-    """The writer's listening socket."""
+    """The writer's listening socket, and the clients that have not presented the key yet.
+
+    Nothing here blocks: a new connection waits in :attr:`greeting` (non-blocking) until its key
+    has arrived, read as it comes by :meth:`greet` from the writer's event loop, so a client that
+    connects and sends nothing holds up no commit. At most :data:`MAX_GREETING` wait at once (the
+    oldest is dropped), each for at most :data:`GREETING_SECONDS`.
+    """
+
+    MAX_GREETING = 64
+    GREETING_SECONDS = 5.0
 
     def __init__(self, address: WriterAddress) -> None:
         self.address = address
@@ -119,23 +128,50 @@ class JobListener:
         self.sock.bind(address.path)
         os.chmod(address.path, 0o600)
         self.sock.listen(64)
+        self.greeting: dict[socket.socket, tuple[bytearray, float]] = {}
 
-    def accept(self) -> socket.socket | None:
-        """The next client, once it has presented the key (``None`` if it did not)."""
+    def accept(self) -> None:
+        """Take the next connection into :attr:`greeting` (and drop greetings that took too long)."""
         client, _ = self.sock.accept()
-        client.settimeout(5.0)
+        client.setblocking(False)
+        now = time.monotonic()
+        for stale in [c for c, (_, since) in self.greeting.items() if now - since > self.GREETING_SECONDS]:
+            self._drop(stale)
+        if len(self.greeting) >= self.MAX_GREETING:
+            self._drop(next(iter(self.greeting)))
+        self.greeting[client] = (bytearray(), now)
+
+    def greet(self, client: socket.socket) -> socket.socket | None:
+        """Read what ``client`` (readable) sent of its key; the client once it has presented the
+        right key, else ``None`` (still greeting, or dropped)."""
+        received, _since = self.greeting[client]
         try:
-            key = frames.read_exactly(client, _KEY_BYTES)
+            chunk = client.recv(_KEY_BYTES - len(received))
+        except BlockingIOError:
+            return None
         except OSError:
-            key = None
-        if key is None or not hmac.compare_digest(bytes(key), self.address.key):
+            chunk = b""
+        if not chunk:  # gone before presenting the key
+            self._drop(client)
+            return None
+        received += chunk
+        if len(received) < _KEY_BYTES:
+            return None
+        del self.greeting[client]
+        if not hmac.compare_digest(bytes(received), self.address.key):
             client.close()
             return None
-        client.settimeout(None)
+        client.setblocking(True)
         return frames.tune(client)
+
+    def _drop(self, client: socket.socket) -> None:
+        self.greeting.pop(client, None)
+        client.close()
 
     def close(self) -> None:
         """Stop listening and remove the socket file."""
+        for client in list(self.greeting):
+            self._drop(client)
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.address.path)

@@ -64,8 +64,10 @@ class Preparer(Protocol):
         """Be ready for requests."""
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
-        """Prepare one request and hand it over as job ``job_id`` (blocking)."""
+            project_header: str | None, allowed_projects: frozenset[str] | None = None,
+            wait: float | None = None) -> Prepared:
+        """Prepare one request and hand it over as job ``job_id`` (blocking; ``wait``: longest wait
+        for a free decode process)."""
 
     def close(self) -> None:
         """Stop after the requests under way."""
@@ -83,8 +85,9 @@ class InlinePreparer:
         """Nothing to start."""
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
-            project_header: str | None, allowed_projects: frozenset[str] | None = None) -> Prepared:
-        """Prepare one request and hand it over as job ``job_id``."""
+            project_header: str | None, allowed_projects: frozenset[str] | None = None,
+            wait: float | None = None) -> Prepared:
+        """Prepare one request and hand it over as job ``job_id`` (in this thread: nothing to wait for)."""
         return prepare_and_hand_over(self._sender, job_id, body, media, content_encoding, project_header,
                                      self.limits, self.max_text_chars, allowed_projects)
 

@@ -1,9 +1,10 @@
 """The ingest service: what every OTLP transport calls (HTTP on two ports, and gRPC).
 
-``export`` blocks until the spans are committed, then reports how many were accepted and
-rejected. Errors it raises map to status codes in the transports: ``otlp.DecodeError`` → 400,
-``otlp.PayloadTooLarge`` → 413, ``otlp.UnsupportedContentType`` → 415, ``QueueFull`` /
-``StoreUnavailable`` / ``decoders.WorkerLost`` → 503 + Retry-After (gRPC ``UNAVAILABLE``).
+A transport first takes an admission :class:`~.admission.Ticket` with :meth:`IngestService.admit`
+(refused at once when too much already waits: :class:`~.admission.Overloaded`), then calls
+``export``, which blocks until the spans are committed and reports how many were accepted and
+rejected. Every error it raises is one of :data:`.outcomes.INGEST_ERRORS`, answered on each
+transport as :mod:`.outcomes` says.
 
 Three kinds of processes share the work: the server process (HTTP and gRPC), decode processes
 (:mod:`~threadline.server.ingest.decoders`) and one writer process
@@ -12,8 +13,10 @@ Three kinds of processes share the work: the server process (HTTP and gRPC), dec
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from threadline.server.ingest.admission import Admission, Overloaded, Ticket
 from threadline.server.ingest.decoders import DecodePool, DecodeSetup
 from threadline.server.ingest.handoff import WriterUnreachable
 from threadline.server.ingest.otlp import Body, Limits
@@ -35,10 +38,6 @@ class ExportOutcome:
 class IngestService:
     """Decode processes + the single writer process, behind one blocking call."""
 
-    #: Longest wait for the writer's answer once a request is handed over (a database lock held
-    #: by another process is waited for 30 s at most; then the writer answers with an error).
-    ANSWER_TIMEOUT = 300.0
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.limits = Limits(
@@ -54,6 +53,12 @@ class IngestService:
             ),
             queue_max_spans=settings.queue_max_spans,
         )
+        self.admission = Admission(settings.ingest_max_pending_requests, settings.ingest_max_pending_bytes)
+        self.max_wait = settings.ingest_max_wait_seconds
+        # Longest wait for the commit once handed over: admission keeps the backlog under max_wait,
+        # so this is reached only when the writer stalls. The answer is then 503 although the
+        # spans may still be committed: resending them is safe (spans are stored once per id).
+        self.commit_wait = 2 * settings.ingest_max_wait_seconds
         workers = settings.effective_decode_workers()
         self.preparer: Preparer = DecodePool(workers, DecodeSetup(
             self.writer.address, self.limits, settings.max_text_chars, settings.log_level,
@@ -69,19 +74,33 @@ class IngestService:
         self.preparer.close()
         self.writer.stop()
 
+    def admit(self, nbytes: int = 0) -> Ticket:
+        """Admission for one request of ``nbytes`` (as sent; 0 if not known yet), before its body is
+        read or decoded; :class:`Overloaded` when the write backlog would take longer than
+        ``ingest_max_wait_seconds`` to commit, or the requests or bytes admitted are at their limits."""
+        backlog = self.writer.backlog_seconds()
+        if backlog > self.max_wait:
+            self.admission.refused += 1
+            raise Overloaded(f"the spans already queued need about {backlog:.0f} s to be written")
+        return self.admission.admit(nbytes)
+
     def export(
         self, body: Body, media: str, *, content_encoding: str | None = None, project_header: str | None = None,
-        allowed_projects: frozenset[str] | None = None,
+        allowed_projects: frozenset[str] | None = None, admitted_at: float | None = None,
     ) -> ExportOutcome:
         """Decode, normalize and durably store one export request (blocking).
 
         ``allowed_projects``: the projects the sender may write to (``None``: any); a span of
-        another project refuses the request (``otlp.ProjectNotAllowed``).
+        another project refuses the request (``otlp.ProjectNotAllowed``). ``admitted_at``
+        (``time.monotonic()`` at admission): the wait for a decode process is bounded by what
+        remains of ``ingest_max_wait_seconds`` since then.
         """
+        waited = time.monotonic() - admitted_at if admitted_at is not None else 0.0
         job_id, committed = self.writer.expect()
         try:
             with self.writer.incoming():
-                prepared = self.preparer.run(job_id, body, media, content_encoding, project_header, allowed_projects)
+                prepared = self.preparer.run(job_id, body, media, content_encoding, project_header, allowed_projects,
+                                             wait=max(0.05, self.max_wait - waited))
         except WriterUnreachable as exc:
             self.writer.forget(job_id)
             raise StoreUnavailable(str(exc)) from exc
@@ -93,8 +112,9 @@ class IngestService:
         else:
             self.writer.handed_over(job_id, prepared.spans)
             try:
-                committed.result(timeout=self.ANSWER_TIMEOUT)
+                committed.result(timeout=self.commit_wait)
             except TimeoutError as exc:  # never an endless wait, whatever happened to the job
                 self.writer.forget(job_id)
-                raise StoreUnavailable("the writer did not confirm this request in time") from exc
+                raise StoreUnavailable(f"the spans were not committed within {self.commit_wait:.0f} s (they may "
+                                       "still be; resending them is safe)") from exc
         return ExportOutcome(accepted=prepared.spans, rejected=prepared.rejected, error_message=prepared.error_message)

@@ -11,13 +11,16 @@ retries) and a new writer process starts on the same address.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -42,6 +45,51 @@ class WriterFailed(RuntimeError):
     """The writer could not store a request for a reason other than the database (a bug)."""
 
 
+class RejectedBatch(ValueError):
+    """The database refused a request's spans for a reason in the data (400: resending cannot help)."""
+
+
+#: Prefix of the writer's private directories in the temporary directory (see :func:`remove_stale_directories`).
+DIRECTORY_PREFIX = "threadline-writer-"
+_OWNER_FILE = "owner.pid"
+#: The write rate is measured over the commits of this many seconds.
+RATE_WINDOW_SECONDS = 10.0
+
+
+def remove_stale_directories(temp_dir: str | None = None) -> int:
+    """Remove the writer directories of servers that are gone (killed with -9); how many were removed."""
+    base = temp_dir or tempfile.gettempdir()
+    removed = 0
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(DIRECTORY_PREFIX):
+            continue
+        path = os.path.join(base, name)
+        try:
+            with open(os.path.join(path, _OWNER_FILE)) as owner:
+                pid = int(owner.read().strip() or "0")
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner file, or not readable by this user)
+        if pid and _alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class SpanWriter:
     """Starts the writer process and resolves each job's future when the writer answers."""
 
@@ -55,10 +103,14 @@ class SpanWriter:
         # shared int: only this process writes it, under _incoming_lock.
         self._incoming = self._context.RawValue("i", 0)
         self._incoming_lock = threading.Lock()
-        self._directory = tempfile.mkdtemp(prefix="threadline-writer-")  # mode 0700: this user only
+        self._directory = tempfile.mkdtemp(prefix=DIRECTORY_PREFIX)  # mode 0700: this user only
+        with open(os.path.join(self._directory, _OWNER_FILE), "w") as owner:
+            owner.write(str(os.getpid()))
         self.address = WriterAddress.new(self._directory)
         self._lock = threading.Lock()  # pending jobs, queued spans, the process and its pipes
         self._pending: dict[int, tuple[Future[None], int]] = {}
+        self._handed_at: dict[int, float] = {}  # when each queued job was handed over (monotonic)
+        self._commits: collections.deque[tuple[float, int]] = collections.deque()  # (when, spans) answered
         self._queued_spans = 0
         self._ids = itertools.count(1)
         self._stopping = False
@@ -69,7 +121,10 @@ class SpanWriter:
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer process and wait until it listens."""
+        """Start the writer process and wait until it listens (after clearing what dead servers left)."""
+        removed = remove_stale_directories()
+        if removed:
+            log.info("removed %d hand-off directories left by servers that were killed", removed)
         self._spawn()
         self._answers = threading.Thread(target=self._read_answers, name="threadline-writer-answers", daemon=True)
         self._answers.start()
@@ -130,6 +185,24 @@ class SpanWriter:
         """Spans handed to the writer but not yet committed."""
         return self._queued_spans
 
+    def backlog_seconds(self) -> float:
+        """How long the spans handed over and not yet committed should take to commit.
+
+        The queued spans over the write rate of the last :data:`RATE_WINDOW_SECONDS`, and at least
+        the age of the oldest queued job (which a stalled writer grows without bound).
+        """
+        now = time.monotonic()
+        with self._lock:
+            if not self._queued_spans:
+                return 0.0
+            oldest = now - min(self._handed_at.values(), default=now)
+            while self._commits and self._commits[0][0] < now - RATE_WINDOW_SECONDS:
+                self._commits.popleft()
+            if not self._commits:
+                return oldest
+            committed = sum(spans for _, spans in self._commits)
+            rate = committed / max(1.0, now - self._commits[0][0])
+            return max(oldest, self._queued_spans / rate)
     def expect(self) -> tuple[int, Future[None]]:
         """Register a job about to be decoded and handed over: its id and the future of its commit.
 
@@ -152,12 +225,14 @@ class SpanWriter:
             entry = self._pending.get(job_id)
             if entry is not None:
                 self._pending[job_id] = (entry[0], spans)
+                self._handed_at[job_id] = time.monotonic()
                 self._queued_spans += spans
 
     def forget(self, job_id: int) -> None:
         """Drop a job that was not handed over (nothing to store, or it failed to decode)."""
         with self._lock:
             entry = self._pending.pop(job_id, None)
+            self._handed_at.pop(job_id, None)
             if entry is not None:
                 self._queued_spans -= entry[1]
 
@@ -210,11 +285,16 @@ class SpanWriter:
     def _resolve(self, job_ids: list[int], error: Exception | None) -> None:
         done = []
         with self._lock:
+            spans = 0
             for job_id in job_ids:
                 entry = self._pending.pop(job_id, None)
+                self._handed_at.pop(job_id, None)
                 if entry is not None:
                     done.append(entry[0])
                     self._queued_spans -= entry[1]
+                    spans += entry[1]
+            if spans:
+                self._commits.append((time.monotonic(), spans))
         for future in done:
             if error is None:
                 future.set_result(None)
@@ -231,4 +311,6 @@ def _error(failure: Failure | None) -> Exception | None:
     if failure is None:
         return None
     kind, message = failure
-    return StoreUnavailable(message) if kind == "unavailable" else WriterFailed(message)
+    if kind == "unavailable":
+        return StoreUnavailable(message)
+    return RejectedBatch(message) if kind == "invalid" else WriterFailed(message)

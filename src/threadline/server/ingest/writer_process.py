@@ -11,8 +11,9 @@ an acknowledged span is a stored span.
 Server process → writer, on the control pipe: ``None`` (take what has arrived, commit it, exit).
 Writer → server, on the answers pipe: ``("ready", None)`` once the store is open and the socket
 listens, then ``(job_ids, None)`` when they are committed or ``(job_ids, (kind, message))`` when
-they are not: ``kind`` is ``"unavailable"`` (the database could not be written; retry) or
-``"failed"``.
+they are not: ``kind`` is ``"unavailable"`` (the database could not be written; retry),
+``"invalid"`` (the database refused the data, e.g. a constraint; resending cannot help) or
+``"failed"`` (a bug).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from threadline.server.ingest.frames import FrameReader
 from threadline.server.ingest.handoff import Job, JobListener, WriterAddress, read_job
@@ -144,7 +145,7 @@ class CommitLoop:
                 timeout = max(0.0, linger_until - time.monotonic())
             else:
                 timeout = 0.0
-            sources: list[Connection | socket.socket] = [self.listener.sock, *self.clients]
+            sources: list[Connection | socket.socket] = [self.listener.sock, *self.listener.greeting, *self.clients]
             if not self._stopping:  # after a stop (or EOF) the pipe stays readable: stop watching it
                 sources.append(self.control)
             ready = wait(sources, timeout)
@@ -154,10 +155,13 @@ class CommitLoop:
                 if source is self.control:
                     self._on_control()
                 elif source is self.listener.sock:
-                    client = self.listener.accept()
+                    self.listener.accept()  # the key is read as it arrives, below: never blocks
+                elif source in self.listener.greeting:
+                    assert isinstance(source, socket.socket)
+                    client = self.listener.greet(source)
                     if client is not None:
                         self.clients[client] = FrameReader(client)
-                else:
+                elif source in self.clients:  # (a greeting dropped by this round's accept is neither)
                     assert isinstance(source, socket.socket)
                     job = read_job(self.clients[source])
                     if job is None:
@@ -182,15 +186,23 @@ class CommitLoop:
         records = [r for job in group for r in job.records]
         try:
             result = self._write(records)
-        except (OperationalError, DBAPIError) as exc:
-            if len(group) > 1 and not _is_unavailable(exc):
+        except Exception as exc:
+            kind = _database_failure(exc)
+            if kind is None:  # a bug: fail these requests, keep the writer alive
+                log.exception("write of %d spans failed", len(records))
+                self._answer(_ids(group), ("failed", f"{exc.__class__.__name__}: {exc}"))
+                return
+            if kind == "invalid" and len(group) > 1:
                 for job in group:  # isolate the request that cannot be written
                     self.commit([job])
+                return
+            if kind == "invalid":  # the database refused this request's data: resending cannot help
+                log.warning("the database refused a request of %d spans: %s", len(records), _reason(exc))
+                self._answer(_ids(group), ("invalid", f"the database refused these spans: {_reason(exc)}"))
                 return
             log.warning("write of %d spans failed: %s", len(records), exc)
             self._answer(_ids(group), ("unavailable", f"the database is unavailable: {exc.__class__.__name__}"))
             return
-        except Exception as exc:  # a bug: fail these requests, keep the writer alive
             log.exception("write of %d spans failed", len(records))
             self._answer(_ids(group), ("failed", f"{exc.__class__.__name__}: {exc}"))
             return
@@ -216,6 +228,39 @@ class CommitLoop:
 
 def _ids(group: list[Job]) -> list[int]:
     return [job.job_id for job in group]
+
+
+#: DB-API exception classes (PEP 249 names, in any driver) whose cause is in the data: resending cannot help.
+_DATA_ERRORS = frozenset({"IntegrityError", "DataError"})
+#: DB-API exception classes whose cause is the database or the connection: retry later.
+_UNAVAILABLE_ERRORS = frozenset({"OperationalError", "InterfaceError"})
+
+
+def _database_failure(exc: BaseException) -> str | None:
+    """``"unavailable"``, ``"invalid"`` or ``None`` (not the database's doing: a bug) for a write's error.
+
+    SQLAlchemy wraps driver errors in ``DBAPIError``; the bulk paths that use the driver directly
+    (psycopg ``COPY``) raise the driver's own classes, told apart by their PEP 249 names.
+    """
+    if isinstance(exc, DBAPIError):
+        if _is_unavailable(exc):
+            return "unavailable"
+        return "invalid" if isinstance(exc, IntegrityError | DataError) else None
+    if type(exc).__module__.split(".")[0] not in ("psycopg", "sqlite3"):
+        return None
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & _UNAVAILABLE_ERRORS:
+        return "unavailable"
+    if names & _DATA_ERRORS:
+        return "invalid"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message (no SQL, no parameters: they may hold other tenants' data)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(orig or exc).strip().splitlines()
+    return text[0][:300] if text else exc.__class__.__name__
 
 
 def _is_unavailable(exc: Exception) -> bool:

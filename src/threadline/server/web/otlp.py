@@ -1,8 +1,17 @@
-"""OTLP/HTTP transport: ``POST /v1/traces`` with protobuf or JSON bodies, gzip, OTLP status codes."""
+"""OTLP/HTTP transport: ``POST /v1/traces`` with protobuf or JSON bodies, gzip, OTLP status codes.
+
+A request is checked in the order that costs least to refuse: media type, credentials, then
+admission (before the body is read when it has a ``Content-Length``), and only then read and
+handed to a decode process. Every refusal is a ``google.rpc.Status`` body in the request's
+encoding with the status that :mod:`~threadline.server.ingest.outcomes` gives it. The blocking
+part runs on the ingest thread limiter, apart from the thread pool of the UI and API.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import anyio
 from fastapi import APIRouter, Request
@@ -10,44 +19,56 @@ from fastapi.responses import Response
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from starlette.requests import ClientDisconnect
 
 from threadline import conventions as cv
 from threadline.server.auth.gate import Gate, Outcome
 from threadline.server.auth.roles import Action
-from threadline.server.ingest.decoders import WorkerLost
-from threadline.server.ingest.otlp import (
-    JSON,
-    PROTOBUF,
-    DecodeError,
-    PayloadTooLarge,
-    ProjectNotAllowed,
-    UnsupportedContentType,
-    media_type,
-)
+from threadline.server.ingest import outcomes
+from threadline.server.ingest.admission import Ticket
+from threadline.server.ingest.otlp import JSON, PROTOBUF, DecodeError, PayloadTooLarge, media_type
+from threadline.server.ingest.outcomes import INGEST_ERRORS, Answer
 from threadline.server.ingest.service import IngestService
-from threadline.server.ingest.writer import QueueFull, StoreUnavailable
 
+log = logging.getLogger("threadline.ingest")
 router = APIRouter()
 
 
-def _status_response(code: int, message: str, media: str, grpc_code: int, headers: dict[str, str] | None = None
-                     ) -> Response:
-    status = Status(code=grpc_code, message=message)
+class Disconnects:
+    """Clients that hung up before their body was read: counted, logged at debug (not an error)."""
+
+    count = 0
+
+
+def ingest_limiter(request: Request) -> anyio.CapacityLimiter:
+    """The runtime's thread limiter for ingest (made on first use, inside the event loop)."""
+    runtime = request.app.state.runtime
+    limiter: anyio.CapacityLimiter | None = getattr(runtime, "ingest_limiter", None)
+    if limiter is None:
+        limiter = runtime.ingest_limiter = anyio.CapacityLimiter(runtime.settings.ingest_max_pending_requests)
+    return limiter
+
+
+def _status_response(answer: Answer, message: str, media: str, retry_after: int | None = None,
+                     headers: dict[str, str] | None = None) -> Response:
+    status = Status(code=answer.grpc_code, message=message)
     body = json.dumps(json_format.MessageToDict(status)).encode() if media == JSON else status.SerializeToString()
-    return Response(body, status_code=code, media_type=media, headers=headers)
+    extra = dict(headers or {})
+    if answer.retry and retry_after is not None:
+        extra["Retry-After"] = str(retry_after)
+    return Response(body, status_code=answer.http_status, media_type=media, headers=extra)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | bytearray:
+async def _read_body(request: Request, limit: int, ticket: Ticket) -> bytes | bytearray:
     """The request body, at most ``limit`` bytes (else :class:`PayloadTooLarge`).
 
-    With a ``Content-Length`` the body is read into one buffer of that size: a body of several
-    megabytes is held once, not as chunks and then their join.
+    With a ``Content-Length`` (already admitted) the body is read into one buffer of that size: a
+    body of several megabytes is held once, not as chunks and then their join. Without one, each
+    chunk is admitted as it arrives (:meth:`Ticket.grow`).
     """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit():
         expected = int(declared)
-        if expected > limit:
-            raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
         body = bytearray(expected)
         size = 0
         async for chunk in request.stream():
@@ -64,6 +85,7 @@ async def _read_body(request: Request, limit: int) -> bytes | bytearray:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
+        ticket.grow(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -74,37 +96,44 @@ async def export_traces(request: Request) -> Response:
     service: IngestService = request.app.state.ingest
     gate: Gate = request.app.state.gate
     settings = service.settings
-    content_type = request.headers.get("content-type")
+    retry_after = settings.retry_after_seconds
     try:
-        media = media_type(content_type)
-    except UnsupportedContentType as exc:
-        return _status_response(415, str(exc), PROTOBUF, 3)
+        media = media_type(request.headers.get("content-type"))
+    except INGEST_ERRORS as exc:
+        return _status_response(outcomes.answer_for(exc), str(exc), PROTOBUF)
+    limiter = ingest_limiter(request)
     project_header = request.headers.get(cv.PROJECT_HEADER)
     principal = None
     if gate.enabled:  # checked before the body is read: a refused sender costs no decoding
-        principal = await anyio.to_thread.run_sync(gate.identify, request.headers.get("authorization"))
+        principal = await anyio.to_thread.run_sync(gate.identify, request.headers.get("authorization"),
+                                                   limiter=limiter)
         verdict = gate.check(principal, Action.INGEST, (project_header or "").strip() or None)
         if verdict.outcome is Outcome.UNAUTHENTICATED:
-            return _status_response(401, verdict.message, media, 16, {"WWW-Authenticate": "Bearer"})
+            return _status_response(outcomes.UNAUTHENTICATED, verdict.message, media,
+                                    headers={"WWW-Authenticate": "Bearer"})
         if not verdict.allowed:
-            return _status_response(403, verdict.message, media, 7)
+            return _status_response(outcomes.FORBIDDEN, verdict.message, media)
     allowed_projects = principal.projects if principal is not None else None
-    retry = {"Retry-After": str(settings.retry_after_seconds)}
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else 0
     try:
-        body = await _read_body(request, settings.max_request_bytes)
-        outcome = await anyio.to_thread.run_sync(
-            lambda: service.export(body, media, content_encoding=request.headers.get("content-encoding"),
-                                   project_header=project_header, allowed_projects=allowed_projects))
-    except PayloadTooLarge as exc:
-        return _status_response(413, str(exc), media, 8)
-    except UnsupportedContentType as exc:
-        return _status_response(415, str(exc), media, 3)
-    except DecodeError as exc:
-        return _status_response(400, str(exc), media, 3)
-    except ProjectNotAllowed as exc:
-        return _status_response(403, str(exc), media, 7)
-    except (QueueFull, StoreUnavailable, WorkerLost) as exc:
-        return _status_response(503, f"{exc}; retry later", media, 14, retry)
+        if size > settings.max_request_bytes:
+            raise PayloadTooLarge(f"body of {size} bytes exceeds the {settings.max_request_bytes}-byte limit")
+        with service.admit(size) as ticket:
+            admitted_at = time.monotonic()
+            body = await _read_body(request, settings.max_request_bytes, ticket)
+            outcome = await anyio.to_thread.run_sync(
+                lambda: service.export(body, media, content_encoding=request.headers.get("content-encoding"),
+                                       project_header=project_header, allowed_projects=allowed_projects,
+                                       admitted_at=admitted_at),
+                limiter=limiter)
+    except ClientDisconnect:
+        Disconnects.count += 1
+        log.debug("an OTLP/HTTP client hung up before sending its whole body (%d so far)", Disconnects.count)
+        return Response(status_code=400)  # nobody reads it
+    except INGEST_ERRORS as exc:
+        answer = outcomes.answer_for(exc)
+        return _status_response(answer, outcomes.message_for(exc, answer), media, retry_after)
     response = ExportTraceServiceResponse()
     if outcome.rejected:
         response.partial_success.rejected_spans = outcome.rejected
