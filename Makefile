@@ -60,9 +60,10 @@ lint: $(STAMP)
 test: $(STAMP) system-deps js-deps lint
 	$(BIN)/pytest -q
 
-## bench: ingest and query benchmarks (prints figures and ratios)
+## bench: ingest, overload and query benchmarks (prints figures and ratios)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.overload
 	$(BIN)/python -m bench.query
 
 clean:
