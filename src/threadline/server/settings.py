@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -175,6 +176,22 @@ class Settings(BaseSettings):
         if upper not in {"FULL", "NORMAL", "EXTRA"}:
             raise ValueError("THREADLINE_SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA")
         return upper
+
+    @field_validator("tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _empty_tls_path_is_unset(cls, value: Any) -> Any:
+        """An empty ``THREADLINE_TLS_CERT`` / ``THREADLINE_TLS_KEY`` means unset (like the other paths)."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_tls_pair(self) -> Settings:
+        """The certificate and its key come together (one without the other is a configuration error)."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing, given = ("THREADLINE_TLS_KEY", "THREADLINE_TLS_CERT") if self.tls_key is None else (
+                "THREADLINE_TLS_CERT", "THREADLINE_TLS_KEY")
+            raise ValueError(f"{given} is set but {missing} is not: TLS needs both THREADLINE_TLS_CERT (the PEM "
+                             "certificate) and THREADLINE_TLS_KEY (its PEM private key); set both, or neither")
+        return self
 
     @property
     def allowed_host_names(self) -> frozenset[str] | None:

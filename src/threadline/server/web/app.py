@@ -27,6 +27,7 @@ from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
+from threadline.server.web.browser import BrowserSafety
 from threadline.server.web.paths import EncodedSlashes
 from threadline.server.web.ui import login
 from threadline.server.web.ui.views import router as ui_router
@@ -82,6 +83,8 @@ def _attach(app: FastAPI, runtime: Runtime) -> None:
     app.state.gate = runtime.gate
     install_error_handlers(app)
     app.add_middleware(EncodedSlashes)  # names with '/' or '%' route as one path segment (web/paths.py)
+    # Host allow-list (DNS rebinding) and cross-site refusal, with auth on or off (web/browser.py).
+    app.add_middleware(BrowserSafety, allowed_hosts=runtime.settings.allowed_host_names)
 
 
 def create_app(runtime: Runtime) -> FastAPI:

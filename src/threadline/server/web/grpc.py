@@ -81,9 +81,12 @@ class _TraceService(grpc.GenericRpcHandler):  # type: ignore[misc]
         return response.SerializeToString()
 
 
-def start_grpc_server(service: IngestService, gate: Gate, host: str, port: int, max_message_bytes: int
-                      ) -> grpc.Server:
-    """Start an OTLP/gRPC server (gzip accepted) bound to ``host:port``."""
+def start_grpc_server(service: IngestService, gate: Gate, host: str, port: int, max_message_bytes: int,
+                      tls: tuple[bytes, bytes] | None = None) -> grpc.Server:
+    """Start an OTLP/gRPC server (gzip accepted) bound to ``host:port``.
+
+    ``tls``: the PEM certificate chain and PEM private key to serve TLS with (plain text without).
+    """
     # Twice the admitted requests get a thread, so the excess is answered UNAVAILABLE with retry
     # info by the handler; past that, gRPC itself refuses (RESOURCE_EXHAUSTED) before receiving.
     calls = 2 * service.settings.ingest_max_pending_requests
@@ -95,7 +98,12 @@ def start_grpc_server(service: IngestService, gate: Gate, host: str, port: int, 
     )
     server.add_generic_rpc_handlers((_TraceService(service, gate),))
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is not None:
+            certificate_chain, private_key = tls
+            credentials = grpc.ssl_server_credentials([(private_key, certificate_chain)])
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
+        else:
+            bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:
         raise OSError(f"cannot bind OTLP/gRPC to {host}:{port}: {exc}") from exc
     if bound == 0:
