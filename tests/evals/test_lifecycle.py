@@ -31,7 +31,8 @@ def test_idle_close_online_evals_reopen_and_explicit_close(env: Env) -> None:
     convs = env.sent["life"]
     settings = env.client.get("/v1/projects/life/settings").json()
     assert settings == {"idle_timeout_seconds": None, "online_evaluators": [],
-                        "effective_idle_timeout_seconds": float(LONG_IDLE_SECONDS)}
+                        "effective_idle_timeout_seconds": float(LONG_IDLE_SECONDS),
+                        "retention_days": None, "effective_retention_days": 0.0}
     assert not any(state(env, "life", c.session_id)["closed"] for c in convs)
 
     put = env.client.put("/v1/projects/life/settings", json={

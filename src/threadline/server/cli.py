@@ -94,27 +94,31 @@ def export(project: str, output: str, since: datetime | None, database_url: str 
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @db_option
 def erase(project: str, session_id: str | None, user_id: str | None, yes: bool, database_url: str | None) -> None:
-    """Erase a whole project, one session, or every turn of one user (rollups are repaired)."""
-    from threadline.server.store.erase import erase_project, erase_turns
+    """Erase a whole project, one session, or every trace of one user (rollups are repaired; on SQLite
+    the erased text is also scrubbed from the database and write-ahead log files)."""
+    from threadline.server.store.erase import EraseTargetMissing
+    from threadline.server.store.erase import erase as erase_data
 
     if session_id is not None and user_id is not None:
         raise click.UsageError("pass --session or --user, not both")
     _settings, store = open_configured_store(database_url)
     with store.read() as conn:
-        pid = require_known(conn, project, sessions=[session_id] if session_id is not None else [], user=user_id)
+        require_known(conn, project, sessions=[session_id] if session_id is not None else [], user=user_id)
     what = (f"session {session_id!r}" if session_id is not None else f"user {user_id!r}" if user_id is not None
             else "the whole project")
     if not yes:
         click.confirm(f"Erase {what} of project {project!r}? This cannot be undone", abort=True)
-    with store.write() as tx:
-        # Checked again in the erasing transaction: what was confirmed must still be there.
-        pid = require_known(tx, project, sessions=[session_id] if session_id is not None else [], user=user_id)
-        if session_id is not None or user_id is not None:
-            result = erase_turns(tx, pid, session_id=session_id, user_id=user_id)
-        else:
-            result = erase_project(tx, pid)
+    try:
+        # Looked up again in the erasing transaction: what was confirmed must still be there.
+        result = erase_data(store, project, session_id=session_id, user_id=user_id)
+    except EraseTargetMissing as exc:
+        raise click.ClickException(f"{exc.message}; nothing was done") from exc
     click.echo(f"erased {what}: {result.spans} spans, {result.traces} turns, {result.sessions} sessions, "
-               f"{result.users} users")
+               f"{result.users} users, {result.annotations} annotations")
+    if result.checkpointed is False:
+        click.echo("warning: the SQLite write-ahead log was busy and is not truncated yet: run "
+                   "sqlite3 <database> 'PRAGMA wal_checkpoint(TRUNCATE)' or stop the server, so that no erased "
+                   "text is left in the -wal file (docs/security.md)", err=True)
 
 
 @cli.command()

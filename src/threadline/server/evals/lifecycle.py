@@ -5,6 +5,9 @@ open sessions idle for longer than their project's idle timeout (since their lat
 when it arrived: :func:`~threadline.server.store.lifecycle.idle_condition`), then runs each
 project's ``online_evaluators`` on its closed sessions that are due (never evaluated, or changed
 since). Ingest re-opens a session when a new turn arrives; when it closes again it is due again.
+Last, it applies retention: each project's sessions (and traces without a session) whose latest
+span ended more than its ``retention_days`` ago (else ``THREADLINE_RETENTION_DAYS``; 0 keeps
+forever) are purged in small batches (:mod:`~threadline.server.store.retention`).
 Several server processes sharing a PostgreSQL database may all run the loop: closing is a
 conditional update and annotations are upserts, so nothing is duplicated.
 """
@@ -23,6 +26,7 @@ from threadline.server.query.lifecycle import all_project_settings
 from threadline.server.settings import Settings
 from threadline.server.store.engine import Store
 from threadline.server.store.lifecycle import close_idle_sessions, has_idle_sessions
+from threadline.server.store.retention import purge_project
 
 log = logging.getLogger("threadline.lifecycle")
 
@@ -38,6 +42,14 @@ def idle_timeout_seconds(settings: Settings, project_settings: dict[str, Any]) -
     return float(settings.session_idle_timeout_seconds)
 
 
+def retention_days(settings: Settings, project_settings: dict[str, Any]) -> float:
+    """The project's retention in days (its own setting, else the server default); 0 means forever."""
+    value = project_settings.get("retention_days")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return float(settings.retention_days)
+
+
 @dataclass(slots=True)
 class TickReport:
     """What one pass of the loop did."""
@@ -45,6 +57,8 @@ class TickReport:
     closed: dict[str, list[str]] = field(default_factory=dict)
     evaluated: dict[str, int] = field(default_factory=dict)
     failures: int = 0
+    #: Per project: (sessions, traces, spans) removed by retention.
+    purged: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 class Lifecycle:
@@ -105,7 +119,24 @@ class Lifecycle:
             evaluators = [e for e in project_settings.get("online_evaluators") or [] if isinstance(e, str)]
             if evaluators and not self._stop.is_set():
                 self._evaluate(name, evaluators, report)
+        for pid, name, project_settings in projects:
+            if not self._stop.is_set():
+                self._retain(pid, name, project_settings, now, report)
         return report
+
+    def _retain(self, pid: int, project: str, project_settings: dict[str, Any], now_ns: int,
+                report: TickReport) -> None:
+        """Purge what the project's retention no longer keeps (one short transaction per batch)."""
+        days = retention_days(self.settings, project_settings)
+        if days <= 0:
+            return
+        purged = purge_project(self.store, pid, now_ns - int(days * 86_400e9),
+                               batch=self.settings.retention_batch_sessions, should_stop=self._stop.is_set)
+        if purged.removed_anything:
+            report.purged[project] = (purged.sessions, purged.traces, purged.spans)
+            log.info("retention (%g days) purged from project %s: %d session(s), %d trace(s), %d span(s), "
+                     "%d user(s), %d annotation(s) in %d batch(es)", days, project, purged.sessions, purged.traces,
+                     purged.spans, purged.users, purged.annotations, purged.batches)
 
     def _evaluate(self, project: str, names: list[str], report: TickReport) -> None:
         usable = []

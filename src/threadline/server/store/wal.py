@@ -71,3 +71,30 @@ class WalCheckpointer:
                 log.debug("WAL checkpoint: %s of %s frames copied (busy=%s)", done, frames, busy)
         finally:
             conn.close()
+
+
+def truncate_wal(database: str, *, attempts: int = 20, busy_timeout_ms: int = 500) -> bool:
+    """Copy the whole write-ahead log into the database file and truncate the log to zero bytes
+    (``PRAGMA wal_checkpoint(TRUNCATE)``), on a connection of its own.
+
+    The checkpoint must wait for every writer and for readers still using the log; another process
+    (the ingest writer) may be writing, so it is retried ``attempts`` times, each waiting at most
+    ``busy_timeout_ms`` for the locks (SQLite's busy handler does the waiting). Returns whether the
+    log was truncated.
+    """
+    conn = sqlite3.connect(database, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        for attempt in range(1, attempts + 1):
+            try:
+                busy, frames, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.OperationalError as exc:  # "database is locked": try again
+                log.debug("WAL truncate attempt %d: %s", attempt, exc)
+                continue
+            if busy == 0:
+                log.debug("WAL truncated after %d attempt(s) (%s of %s frames copied)", attempt, done, frames)
+                return True
+        log.warning("WAL not truncated after %d attempts: another connection kept it busy", attempts)
+        return False
+    finally:
+        conn.close()

@@ -24,6 +24,7 @@ from threadline.server.web import otlp
 from threadline.server.web.access import AccessDenied
 from threadline.server.web.api import annotation_configs as annotation_configs_api
 from threadline.server.web.api import annotations as annotations_api
+from threadline.server.web.api import erase as erase_api
 from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
 from threadline.server.web.api.errors import install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
@@ -115,6 +116,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(lifecycle.router)
     app.include_router(evals.router)
     app.include_router(metrics.router)
+    app.include_router(erase_api.router)  # DELETE …/sessions|users/{id:path}: before their GET routers
     app.include_router(sessions.router)
     app.include_router(users.router)
     app.include_router(traces.router)

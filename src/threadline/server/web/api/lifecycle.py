@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from threadline.server.auth.roles import Action
 from threadline.server.evals.evaluators import get_evaluator
-from threadline.server.evals.lifecycle import idle_timeout_seconds
+from threadline.server.evals.lifecycle import idle_timeout_seconds, retention_days
 from threadline.server.query.lifecycle import project_settings, session_state
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import to_datetime
@@ -36,6 +36,9 @@ class ProjectSettingsIn(BaseModel):
         default=None, ge=0, description="Idle time after which a session closes; 0: never; null: server default")
     online_evaluators: list[str] = Field(
         default_factory=list, max_length=20, description="Evaluators run on every session when it closes")
+    retention_days: float | None = Field(
+        default=None, ge=0, description="Sessions whose latest span ended more than this many days ago are "
+        "purged; 0: keep forever; null: server default (THREADLINE_RETENTION_DAYS)")
 
     @model_validator(mode="after")
     def _storable(self) -> ProjectSettingsIn:
@@ -48,6 +51,8 @@ def _body(settings: Settings, stored: dict[str, Any]) -> dict[str, Any]:
         "idle_timeout_seconds": stored.get("idle_timeout_seconds"),
         "online_evaluators": list(stored.get("online_evaluators") or []),
         "effective_idle_timeout_seconds": idle_timeout_seconds(settings, stored),
+        "retention_days": stored.get("retention_days"),
+        "effective_retention_days": retention_days(settings, stored),
     }
 
 
@@ -83,7 +88,7 @@ def state(project: str, session_id: str, conn: ReadConn) -> JSONResponse:
 
 @router.get("/v1/projects/{project}/settings", summary="A project's session settings")
 def get_settings(project: str, request: Request) -> JSONResponse:
-    """Idle timeout (own and effective) and online evaluators."""
+    """Idle timeout and retention (own and effective) and online evaluators."""
     store: Store = request.app.state.store
     with store.read() as conn:
         pid = project_id(conn, project)
@@ -96,7 +101,7 @@ def get_settings(project: str, request: Request) -> JSONResponse:
 @router.put("/v1/projects/{project}/settings",
             dependencies=[allow(Action.ADMIN)], summary="Change a project's session settings")
 def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSONResponse:
-    """Replace the idle timeout and the online evaluators (unknown evaluators: 400)."""
+    """Replace the idle timeout, the retention and the online evaluators (unknown evaluators: 400)."""
     for name in body.online_evaluators:
         try:
             get_evaluator(name, builtin_only=True)
@@ -110,6 +115,7 @@ def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSO
         stored = project_settings(tx, pid)
         stored["idle_timeout_seconds"] = body.idle_timeout_seconds
         stored["online_evaluators"] = list(dict.fromkeys(body.online_evaluators))
+        stored["retention_days"] = body.retention_days
         write_project_settings(tx, pid, stored)
     runtime = getattr(request.app.state, "runtime", None)
     lifecycle = getattr(runtime, "lifecycle", None)
