@@ -96,7 +96,10 @@ UNKNOWN_NAMES = [
     (["eval", "run", "--evaluator", "errors"], ["--project", PROJECT, "--sessions", "recent,no-such,old"],
      "no session 'no-such' in project 'shop'"),
 ]
-NOT_DATA_COMMANDS = {"threadline demo"}  # fills a project: any name is fine
+NOT_DATA_COMMANDS = {
+    "threadline demo",  # fills a project: any name is fine
+    "threadline keys create",  # a key may be made for a project before its first span (it warns)
+}
 
 
 def _commands(group: click.Group, prefix: str) -> Iterator[tuple[str, click.Command]]:
@@ -272,3 +275,11 @@ def test_doctor_names_an_unreachable_postgres(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         failed(run(f"postgresql://postgres@127.0.0.1:{port}/none", "doctor", tmp=tmp_path), "cannot connect")
+
+
+def test_a_key_for_a_project_without_data_is_made_with_a_warning(filled: str, tmp_path: Path) -> None:
+    result = run(filled, "keys", "create", "--name", "future", "--role", "ingest", "--project", "not-yet",
+                 "--project", PROJECT, tmp=tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "no data yet" in result.output and "not-yet" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("tl_")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from threadline.server.auth.roles import KEY_ROLES, parse_role
 from threadline.server.cli_store import db_option, open_configured_store
+from threadline.server.query.projects import list_projects
 from threadline.server.store.credentials import KeyExists, create_key, list_keys, revoke_key
 
 
@@ -34,6 +35,10 @@ def create(name: str, role: str, projects: tuple[str, ...], database_url: str | 
         raise click.UsageError("--project must not be empty")
     _settings, store = open_configured_store(database_url)
     try:
+        with store.read() as conn:  # a key may be made before its project's first span: warn, do not refuse
+            known = {project.name for project in list_projects(conn)}
+        for project in sorted(set(projects) - known):
+            click.echo(f"note: project {project!r} has no data yet (check the spelling if it should)", err=True)
         with store.write() as tx:
             key, secret = create_key(tx, name, parse_role(role).value, list(projects) or None, time.time_ns())
     except KeyExists as exc:
