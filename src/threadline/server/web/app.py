@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -45,6 +46,9 @@ class Runtime:
                                        checkpointed_elsewhere=True)  # by the ingest writer process
         self.gate = Gate(self.store, enabled=settings.auth)
         self.ingest = IngestService(settings)
+        # Threads for blocking ingest work, apart from the pool of the UI and API (made in the event
+        # loop on first use: web/otlp.py ingest_limiter).
+        self.ingest_limiter: anyio.CapacityLimiter | None = None
         self.lifecycle = Lifecycle(settings, self.store)
 
     def start(self) -> None:

@@ -133,7 +133,7 @@ def run(settings: Settings) -> None:
             servers.append(_Server(_config(create_otlp_app(runtime), settings, settings.otlp_http_port)))
         if settings.grpc_port:
             grpc_server = start_grpc_server(runtime.ingest, runtime.gate, settings.host, settings.grpc_port,
-                                            settings.max_decompressed_bytes, tls=tls)
+                                            settings.max_request_bytes, tls=tls)
         scheme = "https" if tls else "http"
         shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
         log.info(
