@@ -3,7 +3,8 @@
 A server of its own runs with ``THREADLINE_AUTH=true``; its data comes over OTLP with an admin key
 made by ``threadline keys create``, its people from ``threadline users create``. A viewer sees no
 write control; a member annotates (``app.js`` sends the login's CSRF token); logging out leads
-back to the login page and the old cookie opens nothing.
+back to the login page and the old cookie opens nothing. Forged requests from a logged-in browser
+(no CSRF token, another origin's form) and a rebound host name are refused.
 """
 
 from __future__ import annotations
@@ -11,21 +12,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from support.databases import fresh_database
 from support.otlp import SpanMaker, TurnSpec, export_http
 from support.server import ServerProcess, new_server
 
-from .conftest import Guard, open_page
+from .conftest import CHROMIUM, CHROMIUM_ARGS, Guard, open_page
 
 pytestmark = pytest.mark.browser
 
@@ -161,3 +164,82 @@ def test_viewer_sees_no_write_control_and_member_annotates(fresh_page: Page, aut
         page.get_by_role("button", name="Log out").click()
     assert page.url.startswith(auth_ui.url("/login"))
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+# --- what a hostile page can and cannot do with a logged-in browser ----------------------------------------
+
+FORGED_FORM = """<!doctype html><html><body>
+<form id="f" method="post" action="{action}"><input name="x" value="1"></form>
+<script>document.getElementById("f").submit()</script></body></html>"""
+
+
+@pytest.fixture
+def hostile_site(auth_ui: AuthUi) -> Iterator[str]:
+    """A page on another origin (another port of 127.0.0.1: the same *site*, so a SameSite cookie
+    goes along) that posts a form to Threadline's close-session route on load."""
+    action = auth_ui.url(f"/v1/projects/{PROJECT}/sessions/{SESSION}/close")
+    page = FORGED_FORM.format(action=action).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def session_state(auth_ui: AuthUi) -> bool:
+    with auth_ui.api as api:
+        closed: bool = api.get(f"/v1/projects/{PROJECT}/sessions/{SESSION}/state").json()["closed"]
+    return closed
+
+
+def test_forged_requests_from_a_logged_in_browser_are_refused(browser: Browser, auth_ui: AuthUi,
+                                                               hostile_site: str) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(auth_ui.url("/login"))
+        log_in(page, "max")  # a member: closing sessions is within the role, so only CSRF defences stop it
+        assert not session_state(auth_ui)
+        # Same page, script without the login's CSRF token (what an injected script could try).
+        status = page.evaluate("""async (url) => (await fetch(url, {method: "POST",
+            headers: {"content-type": "application/json"}, body: "{}"})).status""",
+                               auth_ui.url(f"/v1/projects/{PROJECT}/sessions/{SESSION}/close"))
+        assert status == 403
+        # Another origin's auto-submitting form: the cookie goes along, the Origin gives it away.
+        with page.expect_response(lambda r: r.url.endswith(f"/sessions/{SESSION}/close")) as answer:
+            page.goto(hostile_site)
+        assert answer.value.status == 403
+        assert not session_state(auth_ui), "the forged close did nothing"
+    finally:
+        context.close()
+
+
+def test_a_rebound_host_name_gets_nothing(playwright_instance: Playwright, auth_ui: AuthUi) -> None:
+    """DNS rebinding: evil.test resolves to 127.0.0.1, so the browser talks to Threadline with
+    ``Host: evil.test`` — refused before anything is read."""
+    rebinding = playwright_instance.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+    try:
+        page = rebinding.new_page()
+        port = auth_ui.server.port
+        for path in ("/login", "/v1/projects", f"/projects/{PROJECT}/sessions"):
+            response = page.goto(f"http://evil.test:{port}{path}")
+            assert response is not None and response.status == 400, path
+            assert "THREADLINE_ALLOWED_HOSTS" in page.content()
+    finally:
+        rebinding.close()
