@@ -18,12 +18,12 @@ from fastapi import Depends, Request
 from threadline.server.auth.gate import Gate, Outcome, Verdict
 from threadline.server.auth.roles import Action, Principal
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.browser import SAFE_METHODS
 
 #: The UI's login cookie (HttpOnly, SameSite=Strict; Secure over https).
 LOGIN_COOKIE = "threadline_login"
 #: Header carrying a login's CSRF token on state-changing requests made by the UI.
 CSRF_HEADER = "x-csrf-token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class AccessDenied(ApiError):

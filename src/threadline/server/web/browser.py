@@ -33,6 +33,7 @@ from google.rpc.status_pb2 import Status
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from threadline.server.ingest import outcomes
 from threadline.server.ingest.otlp import JSON, PROTOBUF
 
 #: Methods that never change anything (no origin check).
@@ -44,8 +45,6 @@ OTLP_PATH = "/v1/traces"
 #: Exempt from the Host check: says only "up", and is probed by IP address.
 HEALTH_PATH = "/healthz"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_GRPC_INVALID_ARGUMENT = 3
-_GRPC_PERMISSION_DENIED = 7
 
 
 def split_host(value: str) -> tuple[str, int | None]:
@@ -168,7 +167,7 @@ class BrowserSafety:
         headers = scope.get("headers", ())
         if path == OTLP_PATH:
             media = JSON if _media(_header(headers, b"content-type")) == JSON else PROTOBUF
-            grpc_code = _GRPC_INVALID_ARGUMENT if status == 400 else _GRPC_PERMISSION_DENIED
+            grpc_code = (outcomes.BAD_DATA if status == 400 else outcomes.FORBIDDEN).grpc_code
             status_message = Status(code=grpc_code, message=message)
             body = (json.dumps(json_format.MessageToDict(status_message)).encode() if media == JSON
                     else status_message.SerializeToString())
