@@ -29,7 +29,7 @@ def all_pages(filled: Filled, path: str, **params: object) -> list[dict[str, obj
         response = filled.client.get(path, params=query)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert set(body) == {"data", "next_cursor"}
+        assert set(body) - {"prev_cursor"} == {"data", "next_cursor"}  # sessions and users go back too
         items.extend(body["data"])
         cursor = body["next_cursor"]
         if cursor is None:
@@ -248,7 +248,8 @@ def test_errors_have_the_documented_shape(filled: Filled, path: str, params: dic
 
 
 def test_unknown_project_lists_nothing(filled: Filled) -> None:
-    assert filled.client.get("/v1/projects/nope/sessions").json() == {"data": [], "next_cursor": None}
+    assert filled.client.get("/v1/projects/nope/sessions").json() == {"data": [], "next_cursor": None,
+                                                                     "prev_cursor": None}
 
 
 def test_openapi_and_health(filled: Filled) -> None:

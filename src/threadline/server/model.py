@@ -284,7 +284,8 @@ class Annotation:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of a keyset-paginated list."""
+    """One page of a keyset-paginated list (``prev_cursor``: the page before it, on lists that go back)."""
 
     data: list[T]
     next_cursor: str | None
+    prev_cursor: str | None = None

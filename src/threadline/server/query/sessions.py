@@ -14,6 +14,7 @@ from threadline.server.model import Latency, Page, SessionDetail, SessionSummary
 from threadline.server.query import cursor as cursors
 from threadline.server.query.annotations import summarize
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.matching import id_contains
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
 from threadline.server.query.turns import load_turns
@@ -34,11 +35,14 @@ SESSION_SORTS: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class SessionFilter:
-    """Which sessions to list. ``start``/``end``: sessions active in that window."""
+    """Which sessions to list. ``start``/``end``: sessions active in that window; ``user_id``: a
+    user (exactly) took part; ``user_id_contains``: a user whose id contains that text
+    (case-insensitive, as the users list's ``q``) took part."""
 
     start: datetime | None = None
     end: datetime | None = None
     user_id: str | None = None
+    user_id_contains: str | None = None
     q: str | None = None
     has_error: bool | None = None
     min_turns: int | None = None
@@ -84,6 +88,10 @@ def session_conditions(conn: Connection, pid: int, filters: SessionFilter) -> li
         su = t.session_users
         conditions.append(s.c.session_id.in_(
             select(su.c.session_id).where(su.c.project_id == pid, su.c.user_id == filters.user_id)))
+    if filters.user_id_contains is not None and filters.user_id_contains.strip():
+        su = t.session_users
+        conditions.append(s.c.session_id.in_(select(su.c.session_id).where(
+            su.c.project_id == pid, id_contains(su.c.user_id, filters.user_id_contains))))
     if filters.has_error is not None:
         conditions.append(s.c.errors > 0 if filters.has_error else s.c.errors == 0)
     if filters.min_turns is not None:
@@ -110,11 +118,26 @@ def list_sessions(
     if pid is None:
         return Page(data=[], next_cursor=None)
     s = t.sessions
-    rows, next_cursor = cursors.keyset_page(
+    found = cursors.keyset_page(
         conn, s, session_conditions(conn, pid, filters), SESSION_SORTS[sort], s.c.session_id,
         descending=descending, limit=limit, cursor=cursor,
     )
-    return Page(data=summaries(conn, pid, project, rows), next_cursor=next_cursor)
+    return Page(data=summaries(conn, pid, project, found.rows), next_cursor=found.next_cursor,
+                prev_cursor=found.prev_cursor)
+
+
+def iter_sessions(
+    conn: Connection, project: str, filters: SessionFilter | None = None, sort: str = "start_time",
+    order: str = "desc", page_size: int = 200,
+) -> Iterator[SessionSummary]:
+    """Every matching session in list order, a page at a time (for exports: nothing is held whole)."""
+    cursor = None
+    while True:
+        page = list_sessions(conn, project, filters, sort=sort, order=order, limit=page_size, cursor=cursor)
+        yield from page.data
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]) -> list[SessionSummary]:
@@ -182,13 +205,7 @@ def iter_session_details(
     conn: Connection, project: str, filters: SessionFilter | None = None, page_size: int = 200
 ) -> Iterator[SessionDetail]:
     """Every matching session with all its turns, oldest first (for export)."""
-    cursor = None
-    while True:
-        page = list_sessions(conn, project, filters, sort="start_time", order="asc", limit=page_size, cursor=cursor)
-        for summary in page.data:
-            detail = get_session(conn, project, summary.session_id)
-            if detail is not None:
-                yield detail
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    for summary in iter_sessions(conn, project, filters, sort="start_time", order="asc", page_size=page_size):
+        detail = get_session(conn, project, summary.session_id)
+        if detail is not None:
+            yield detail

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, tuple_
+from sqlalchemy import Connection, Row, select, tuple_
 
 from threadline.server.model import Page, Tokens, UserDetail, UserSummary
 from threadline.server.query import cursor as cursors
 from threadline.server.query.annotations import summarize_users
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.matching import id_contains
 from threadline.server.query.projects import project_id
 from threadline.server.query.sessions import check_limit, check_order, summaries
 from threadline.server.query.timeconv import to_datetime
@@ -25,10 +26,6 @@ USER_SORTS: dict[str, Any] = {
     "cost": t.users.c.cost,
     "errors": t.users.c.errors,
 }
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def list_users(
@@ -47,11 +44,22 @@ def list_users(
     column = USER_SORTS[sort]
     conditions: list[Any] = [u.c.project_id == pid]
     if q and q.strip():
-        conditions.append(func.lower(u.c.user_id).like(f"%{_escape_like(q.strip().lower())}%", escape="\\"))
-    rows, next_cursor = cursors.keyset_page(
+        conditions.append(id_contains(u.c.user_id, q))
+    found = cursors.keyset_page(
         conn, u, conditions, column, u.c.user_id, descending=descending, limit=limit, cursor=cursor
     )
-    return Page(data=user_summaries(conn, pid, project, rows), next_cursor=next_cursor)
+    return Page(data=user_summaries(conn, pid, project, found.rows), next_cursor=found.next_cursor,
+                prev_cursor=found.prev_cursor)
+
+
+def recent_user_ids(conn: Connection, project: str, limit: int = 200) -> list[str]:
+    """The ids of the project's most recently seen users (suggestions for a user filter)."""
+    pid = project_id(conn, project)
+    if pid is None:
+        return []
+    u = t.users
+    return list(conn.execute(select(u.c.user_id).where(u.c.project_id == pid).order_by(
+        u.c.last_seen_ns.desc(), u.c.user_id).limit(limit)).scalars())
 
 
 def user_summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]) -> list[UserSummary]:

@@ -28,18 +28,23 @@ def sessions(
     start: Annotated[datetime | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
     end: Annotated[datetime | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only sessions this user took part in")] = None,
+    user_id_contains: Annotated[str | None, Query(
+        description="Only sessions a user whose id contains this text (case-insensitive) took part in")] = None,
     q: Annotated[str | None, Query(description="Full-text search over every turn's input and output")] = None,
     has_error: Annotated[bool | None, Query(description="true: sessions with a failed turn; false: none")] = None,
     min_turns: Annotated[int | None, Query(ge=0, description="At least this many turns")] = None,
     sort: Sort = "start_time",
     order: Order = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor or prev_cursor of another page")] = None,
 ) -> JSONResponse:
-    """Sessions with turns, tokens, cost, latency, errors, users, first input and last output."""
-    filters = SessionFilter(start=start, end=end, user_id=user_id, q=q, has_error=has_error, min_turns=min_turns)
+    """Sessions with turns, tokens, cost, latency, errors, users, first input and last output;
+    ``next_cursor`` and ``prev_cursor`` open the pages after and before this one (``null`` at the ends)."""
+    filters = SessionFilter(start=start, end=end, user_id=user_id, user_id_contains=user_id_contains, q=q,
+                            has_error=has_error, min_turns=min_turns)
     page = list_sessions(conn, project, filters, sort=sort, order=order, limit=limit, cursor=cursor)
-    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
+    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor,
+                         "prev_cursor": page.prev_cursor})
 
 
 @router.get("/v1/projects/{project}/sessions/{session_id:path}", summary="One session, turn by turn")

@@ -26,11 +26,13 @@ def users(
     sort: Sort = "last_seen",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(description="next_cursor or prev_cursor of another page")] = None,
 ) -> JSONResponse:
-    """Users with sessions, turns, errors, tokens, cost, first and last seen."""
+    """Users with sessions, turns, errors, tokens, cost, first and last seen; ``next_cursor`` and
+    ``prev_cursor`` open the pages after and before this one (``null`` at the ends)."""
     page = list_users(conn, project, q=q, sort=sort, order=order, limit=limit, cursor=cursor)
-    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
+    return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor,
+                         "prev_cursor": page.prev_cursor})
 
 
 @router.get("/v1/projects/{project}/users/{user_id:path}", summary="One user and their sessions")
