@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from threadline.server.evals.scales import AnnotationConfig, majority_label
 from threadline.server.model import AnnotationSummary
@@ -48,10 +49,16 @@ class Chart:
     end_label: str
     total_sessions: int
     total_tokens: int
+    #: The width of one bucket; a bar's link covers its whole slot, full height (an empty bucket too).
+    slot: float = 0.0
 
 
-def activity_chart(series: TimeSeries | None) -> Chart | None:
-    """The sessions-per-bucket bars and a tokens-per-bucket line; ``None`` without data."""
+def activity_chart(series: TimeSeries | None,
+                   narrow: Callable[[datetime, datetime], str] | None = None) -> Chart | None:
+    """The sessions-per-bucket bars and a tokens-per-bucket line; ``None`` without data.
+
+    ``narrow(start, end)`` is the link of a bar: the page for that bucket's time window.
+    """
     if series is None or not series.buckets:
         return None
     count = len(series.buckets)
@@ -65,8 +72,10 @@ def activity_chart(series: TimeSeries | None) -> Chart | None:
         height = usable * bucket.sessions / max_sessions
         tip = (f"{timestamp(bucket.start)} UTC — {bucket.sessions} session{'s' if bucket.sessions != 1 else ''}, "
                f"{compact(bucket.tokens)} tokens")
+        end = bucket.start + timedelta(seconds=series.bucket_seconds)
         bars.append(Bar(x=round(i * slot + slot * 0.12, 2), y=round(CHART_HEIGHT - height, 2),
-                        width=round(slot * 0.76, 2), height=round(height, 2), title=tip))
+                        width=round(slot * 0.76, 2), height=round(height, 2), title=tip,
+                        href=narrow(bucket.start, end) if narrow is not None else ""))
         y = CHART_HEIGHT - 2 - (usable - 2) * bucket.tokens / max_tokens
         points.append(f"{round(i * slot + slot / 2, 2)},{round(y, 2)}")
     return Chart(
@@ -74,6 +83,7 @@ def activity_chart(series: TimeSeries | None) -> Chart | None:
         max_sessions=max(b.sessions for b in series.buckets), max_tokens=max(b.tokens for b in series.buckets),
         start_label=timestamp(series.start), end_label=timestamp(series.end),
         total_sessions=sum(b.sessions for b in series.buckets), total_tokens=sum(b.tokens for b in series.buckets),
+        slot=round(slot, 2),
     )
 
 

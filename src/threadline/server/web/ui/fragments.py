@@ -30,7 +30,7 @@ from threadline.server.query.traces import get_trace
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
 from threadline.server.web.ui.evals import breakdown, evaluation_columns
-from threadline.server.web.ui.params import BadParameter, clean, parse_int, session_query
+from threadline.server.web.ui.params import BadParameter, clean, narrow_link, parse_int, session_query
 from threadline.server.web.ui.render import SECURITY_HEADERS, STATIC, html_response, static_version, url_part
 from threadline.server.web.ui.spans import Message, messages
 
@@ -147,19 +147,22 @@ def sessions_fragment(request: Request, project: str, conn: ReadConn) -> Respons
     if unchanged is not None:
         return unchanged
     try:
-        query = session_query(request.query_params)
+        query = session_query(request.query_params, cols=request.query_params.getlist("cols"))
         page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
                              limit=min(query.limit, 500))
         totals = overview(conn, project, query.filters)
-        chart = activity_chart(timeseries(conn, project, query.filters))
+        params = clean(request.query_params)
+        params.pop("v", None)
+        chart = activity_chart(timeseries(conn, project, query.filters),
+                               narrow_link(params, f"/projects/{url_part(project)}/sessions"))
     except (BadParameter, InvalidQuery) as exc:
         return _fragment_error(str(exc), 400)
     names: set[str] = set()
     for row in page.data:
         names.update(row.annotations)
     return html_response("fragments/sessions.html", headers={"X-Live-Version": version}, project=project,
-                         page=page, totals=totals, chart=chart,
-                         columns=evaluation_columns(conn, project, sorted(names)))
+                         page=page, totals=totals, chart=chart, shown=query.columns,
+                         columns=evaluation_columns(conn, project, sorted(names)) if "evals" in query.columns else [])
 
 
 @router.get("/projects/{project}/fragments/conversation/{session_id:path}", response_model=None)

@@ -2,9 +2,10 @@
 
 Pages take their parameters as plain strings (an empty form field is "not set", never an error)
 and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
-The names are the REST API's (``start``, ``end``, ``user_id``, ``q``, ``has_error``, ``min_turns``,
-``sort``, ``order``, ``cursor``; on the traces page ``has_session``, ``status``, ``session_id``) plus
-``range``, a preset window ending now.
+The names are the REST API's (``start``, ``end``, ``user_id``, ``user_id_contains``, ``q``,
+``has_error``, ``min_turns``, ``sort``, ``order``, ``cursor``; on the traces page ``has_session``,
+``status``, ``session_id``) plus ``range``, a preset window ending now, and on the sessions page
+``cols``, the optional columns shown.
 
 A sort of ``score:<annotation name>`` (UI only) ranks sessions or users by the mean score of
 that annotation (best/worst first); ``min_score``/``max_score`` then filter on that mean.
@@ -13,7 +14,7 @@ that annotation (best/worst first); ``min_score``/``max_score`` then filter on t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -31,6 +32,13 @@ RANGES: dict[str, tuple[str, timedelta | None]] = {
     "custom": ("Custom (UTC)", None),
 }
 SESSION_SORTS = ("start_time", "end_time", "turns", "tokens", "cost", "duration", "errors")
+#: The sessions table's optional columns (``cols=``, comma-separated, in this order) and their labels;
+#: session, first input, last output and start are always shown. ``cols=none`` shows none of these.
+SESSION_COLUMNS: dict[str, str] = {
+    "users": "Users", "duration": "Duration", "turns": "Turns", "tokens": "Tokens", "cost": "Cost",
+    "errors": "Errors", "latency": "Latency p50/p99", "evals": "Evaluations",
+}
+NO_COLUMNS = "none"
 USER_SORTS = ("last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors")
 
 
@@ -143,6 +151,21 @@ class SessionQuery:
     cursor: str | None
     limit: int
     ranking: ScoreRanking | None = None
+    columns: tuple[str, ...] = tuple(SESSION_COLUMNS)
+
+    @property
+    def cols_param(self) -> str | None:
+        """The ``cols`` value that shows :attr:`columns` (``None``: all, the default)."""
+        return cols_value(self.columns)
+
+    def column_toggles(self, params: Mapping[str, str], path: str) -> list[tuple[str, str, bool, str]]:
+        """Each optional column: its name, label, whether it is shown, and the link that toggles it."""
+        toggles = []
+        for name, label in SESSION_COLUMNS.items():
+            shown = name in self.columns
+            other = [c for c in self.columns if c != name] if shown else [*self.columns, name]
+            toggles.append((name, label, shown, link(params, path, cols=cols_value(other) or "")))
+        return toggles
 
     @property
     def live(self) -> bool:
@@ -156,22 +179,52 @@ class SessionQuery:
             return []
         f = self.filters
         named = [("time range", f.start is not None or f.end is not None), ("search", bool(f.q)),
-                 ("user", bool(f.user_id)), ("errors", f.has_error is not None), ("min turns", f.min_turns is not None)]
+                 ("user", bool(f.user_id or f.user_id_contains)), ("errors", f.has_error is not None),
+                 ("min turns", f.min_turns is not None)]
         return [name for name, on in named if on]
 
 
-def session_query(params: Mapping[str, str], now: datetime | None = None) -> SessionQuery:
-    """Parse the sessions page's query string."""
-    p = clean(params)
+def cols_value(columns: Iterable[str]) -> str | None:
+    """The canonical ``cols`` value showing ``columns`` (table order; ``None`` when it is all of them)."""
+    chosen = set(columns)
+    ordered = [c for c in SESSION_COLUMNS if c in chosen]
+    if len(ordered) == len(SESSION_COLUMNS):
+        return None
+    return ",".join(ordered) or NO_COLUMNS
+
+
+def parse_columns(values: Iterable[str]) -> tuple[str, ...]:
+    """The optional columns named by ``cols`` (each value comma-separated; repeated ``cols`` add up,
+    as a form of checkboxes sends them), in table order; all when there is none; ``none`` adds
+    nothing. An unknown name is a :class:`BadParameter` (a typo must not silently hide a column)."""
+    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    if not names:
+        return tuple(SESSION_COLUMNS)
+    unknown = [n for n in names if n not in SESSION_COLUMNS and n != NO_COLUMNS]
+    if unknown:
+        raise BadParameter(f"cols: {unknown[0]!r} is not one of {', '.join(SESSION_COLUMNS)} (or {NO_COLUMNS})")
+    return tuple(c for c in SESSION_COLUMNS if c in names)
+
+
+def session_filter(p: Mapping[str, str], now: datetime | None = None) -> tuple[str, SessionFilter]:
+    """The ``range`` preset and the :class:`SessionFilter` of cleaned parameters ``p``."""
     preset, start, end = _window(p, now)
-    filters = SessionFilter(
-        start=start, end=end, user_id=p.get("user_id"), q=p.get("q"),
+    return preset, SessionFilter(
+        start=start, end=end, user_id=p.get("user_id"), user_id_contains=p.get("user_id_contains"), q=p.get("q"),
         has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
     )
+
+
+def session_query(params: Mapping[str, str], now: datetime | None = None,
+                  cols: Iterable[str] = ()) -> SessionQuery:
+    """Parse the sessions page's query string (``cols``: every ``cols`` value of the URL)."""
+    p = clean(params)
+    preset, filters = session_filter(p, now)
     sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
     return SessionQuery(
         filters=filters, range=preset, sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
         cursor=p.get("cursor"), limit=parse_int("limit", p.get("limit"), minimum=1) or 50, ranking=ranking,
+        columns=parse_columns(list(cols) or [p.get("cols", "")]),
     )
 
 
@@ -214,6 +267,16 @@ def trace_query(params: Mapping[str, str], now: datetime | None = None) -> Trace
                       limit=parse_int("limit", p.get("limit"), minimum=1) or 50)
 
 
+def window_param(moment: datetime, *, up: bool = False) -> str:
+    """A UTC time as the ``start``/``end`` value of a page URL and its ``datetime-local`` field
+    (``2026-11-21T10:00:05``: whole seconds, rounded down, or up with ``up``)."""
+    moment = moment.astimezone(UTC)
+    whole = moment.replace(microsecond=0)
+    if up and whole < moment:
+        whole += timedelta(seconds=1)
+    return whole.replace(tzinfo=None).isoformat()
+
+
 def link(params: Mapping[str, str], path: str, drop: tuple[str, ...] = (), **changes: str | None) -> str:
     """``path`` with the current non-empty parameters, minus ``drop``, with ``changes`` applied."""
     merged = {k: v for k, v in clean(params).items() if k not in drop}
@@ -223,6 +286,14 @@ def link(params: Mapping[str, str], path: str, drop: tuple[str, ...] = (), **cha
         else:
             merged[key] = value
     return f"{path}?{urlencode(merged)}" if merged else path
+
+
+def narrow_link(params: Mapping[str, str], path: str) -> Callable[[datetime, datetime], str]:
+    """The link of a chart bar: the same view over the bar's time window (a custom range, first page)."""
+    def narrow(start: datetime, end: datetime) -> str:
+        return link(params, path, drop=("cursor", "range"), start=window_param(start),
+                    end=window_param(end, up=True))
+    return narrow
 
 
 def sort_link(params: Mapping[str, str], path: str, column: str, current: str, order: str,

@@ -29,10 +29,11 @@ from threadline.server.query.ranking import sessions_by_annotation, users_by_ann
 from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.timeconv import to_datetime
 from threadline.server.query.traces import count_sessionless_traces, get_trace, has_sessions, list_traces
-from threadline.server.query.users import get_user, list_users
+from threadline.server.query.users import get_user, list_users, recent_user_ids
 from threadline.server.web.access import allow, principal_of
 from threadline.server.web.api.deps import ReadConn
-from threadline.server.web.ui import fragments
+from threadline.server.web.export import EXPORT_FORMATS
+from threadline.server.web.ui import exports, fragments
 from threadline.server.web.ui.charts import activity_chart, timeline_strip
 from threadline.server.web.ui.evals import breakdown, evaluation_columns
 from threadline.server.web.ui.params import (
@@ -42,6 +43,7 @@ from threadline.server.web.ui.params import (
     ScoreRanking,
     clean,
     link,
+    narrow_link,
     parse_choice,
     parse_int,
     parse_sort,
@@ -73,6 +75,7 @@ router = APIRouter(include_in_schema=False)
 pages = APIRouter(dependencies=[allow(Action.READ), Depends(remember_principal)])
 """The pages and fragments; an unauthenticated browser is sent to ``/login`` (see :mod:`.login`)."""
 pages.include_router(fragments.router)
+pages.include_router(exports.router)
 
 TURNS_PER_PAGE = 100
 #: The sessions page counts traces without a session up to here ("100,000+" beyond).
@@ -192,8 +195,13 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
     """Header numbers, the activity chart and the filtered, sorted, paginated sessions table."""
     if project_id(conn, project) is None:
         return unknown_project(request, conn, project)
+    context = base_context(request, conn, project, "sessions")
+    params = context["params"]
     try:
-        query = session_query(request.query_params)
+        query = session_query(request.query_params, cols=request.query_params.getlist("cols"))
+        params.pop("cols", None)  # one canonical cols=…, which every link of the page keeps
+        if query.cols_param:
+            params["cols"] = query.cols_param
         limit = min(query.limit, 500)
         means: dict[str, float] = {}
         if query.ranking is not None:
@@ -206,19 +214,23 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
             page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
                                  limit=limit, cursor=query.cursor)
         totals = overview(conn, project, query.filters)
-        chart = activity_chart(timeseries(conn, project, query.filters))
+        chart = activity_chart(timeseries(conn, project, query.filters),
+                               narrow_link(params, f"/projects/{url_part(project)}/sessions"))
     except (BadParameter, InvalidQuery) as exc:
         return problem(request, conn, project, 400, "Cannot show these sessions", str(exc), "sessions")
-    context = base_context(request, conn, project, "sessions")
-    params = context["params"]
+    export = {fmt: link(params, f"/projects/{url_part(project)}/export/sessions.{fmt}",
+                        drop=("cursor", "limit", "cols")) for fmt in EXPORT_FORMATS}
     sessionless = count_sessionless_traces(conn, project, at_most=SESSIONLESS_COUNT_CAP + 1)
     return html_response(
         "sessions.html", query=query, page=page, totals=totals, chart=chart, ranges=RANGES, q=query.filters.q or "",
         sessionless=min(sessionless, SESSIONLESS_COUNT_CAP), sessionless_more=sessionless > SESSIONLESS_COUNT_CAP,
         any_session=has_sessions(conn, project) if not page.data else True,
         traces_url=f"/projects/{url_part(project)}/traces",
-        columns=evaluation_columns(conn, project, score_columns(page.data, query.ranking)),
-        ranking=query.ranking, means=means,
+        columns=evaluation_columns(conn, project, score_columns(page.data, query.ranking))
+        if "evals" in query.columns else [],
+        shown=query.columns, column_toggles=query.column_toggles(params, request.url.path),
+        user_ids=recent_user_ids(conn, project),
+        export_links=export, ranking=query.ranking, means=means,
         version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
                                                            query.order, default),

@@ -116,6 +116,10 @@ function csrfHeaders(headers) {
     });
   });
 
+  // --- the column chooser stays open after a toggle (its links end in #columns) ----------------
+  const chooser = document.querySelector("details[data-column-chooser]");
+  if (chooser && window.location.hash === "#" + chooser.id) chooser.open = true;
+
   // --- lazy turn details ----------------------------------------------------------------------
   document.addEventListener("toggle", function (event) {
     const details = event.target;
