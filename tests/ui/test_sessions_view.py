@@ -189,3 +189,18 @@ def test_user_filter_matches_part_of_an_id_and_suggests_ids(page: Page, many: Se
     assert set(page.locator("#sessions-table tbody td.users").all_inner_texts()) == {"BOB"}
     page.get_by_role("link", name="any user").click()
     expect(page.locator("[data-exact-user]")).to_have_count(0)
+
+
+def test_users_page_goes_back_a_page(page: Page, many: ServerProcess) -> None:
+    order = [u["user_id"] for u in httpx.get(f"{many.base_url}/v1/projects/{PROJECT}/users",
+                                             params={"sort": "sessions", "limit": 10}).json()["data"]]
+    first_row = page.locator("#users-table tbody tr").first
+    page.goto(f"{many.base_url}/projects/{PROJECT}/users?limit=1&sort=sessions")
+    expect(first_row).to_have_attribute("data-key", order[0])
+    for index in (1, 2):
+        page.get_by_role("link", name="Next page »").click()
+        expect(first_row).to_have_attribute("data-key", order[index])
+    for index in (1, 0):
+        page.get_by_role("link", name="‹ Previous page").click()
+        expect(first_row).to_have_attribute("data-key", order[index])
+    expect(page.get_by_role("link", name="‹ Previous page")).to_have_count(0)
