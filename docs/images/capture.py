@@ -69,13 +69,21 @@ def shoot_tool_loop(browser: Any, base: str, project: str, session_id: str, inde
     page.close()
 
 
+def shoot_sessions(browser: Any, base: str, project: str, out: Path) -> None:
+    """The sessions page in the light and dark themes."""
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 1280, "height": 820}, color_scheme=scheme, device_scale_factor=1)
+        shoot(page, f"{base}/projects/{project}/sessions", "sessions" + ("" if scheme == "light" else "-dark"), out)
+        page.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:6006")
     parser.add_argument("--project", default="demo")
     parser.add_argument("--out", type=Path, default=HERE)
-    parser.add_argument("--only", choices=("conversation-tool-loop",), default=None,
-                        help="Take only this screenshot.")
+    parser.add_argument("--only", choices=("conversation-tool-loop", "sessions"), default=None,
+                        help="Take only this screenshot (sessions: light and dark).")
     args = parser.parse_args()
     base, project = args.base_url.rstrip("/"), quote(args.project, safe="")
     api = httpx.Client(base_url=base, timeout=30)
@@ -84,7 +92,10 @@ def main() -> None:
     if args.only:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            shoot_tool_loop(browser, base, project, loop_session, loop_index, args.out)
+            if args.only == "sessions":
+                shoot_sessions(browser, base, project, args.out)
+            else:
+                shoot_tool_loop(browser, base, project, loop_session, loop_index, args.out)
             browser.close()
         return
     # A conversation worth showing: several turns, a tool call and a failure if possible.
@@ -95,14 +106,10 @@ def main() -> None:
     user = api.get(f"/v1/projects/{project}/users", params={"sort": "sessions"}).json()["data"][0]["user_id"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        for scheme in ("light", "dark"):
+        shoot_sessions(browser, base, project, args.out)
+        for scheme in ("light",):
             page = browser.new_page(viewport={"width": 1280, "height": 820}, color_scheme=scheme,
                                     device_scale_factor=1)
-            suffix = "" if scheme == "light" else "-dark"
-            shoot(page, f"{base}/projects/{project}/sessions", f"sessions{suffix}", args.out)
-            if scheme == "dark":
-                page.close()
-                continue
             shoot(page, f"{base}/projects/{project}/sessions/{quote(chosen['session_id'], safe='')}",
                   "conversation", args.out)
             page.locator("details.calls").nth(0).locator("summary").click()
