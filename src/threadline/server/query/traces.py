@@ -56,9 +56,10 @@ def get_trace(conn: Connection, project: str, trace_id: str) -> TraceDetail | No
     ).first()
     if trace is None:
         return None
-    rows = conn.execute(
-        select(sp).where(sp.c.project_id == pid, sp.c.trace_id == trace_id).order_by(sp.c.start_ns, sp.c.span_id)
-    ).all()
+    # No ORDER BY: SQLite would walk the project's time index (every span of the project) instead
+    # of the primary key; a trace has few spans, so they are sorted here.
+    rows = sorted(conn.execute(select(sp).where(sp.c.project_id == pid, sp.c.trace_id == trace_id)).all(),
+                  key=lambda r: (r.start_ns, r.span_id))
     return TraceDetail(trace_id=trace_id, session_id=trace.session_id,
                        spans=[span_from_row(r, trace.session_id, trace.user_id) for r in rows])
 
@@ -117,7 +118,7 @@ def _search_conditions(conn: Connection, pid: int, q: str) -> list[Any]:
         if count_hits(conn, pid, q, at_most=COMMON_SEARCH_HITS + 1) <= COMMON_SEARCH_HITS:
             ids = list(conn.execute(matching_traces(dialect, pid, q)).scalars())
             return [tr.c.id.in_(ids)]  # ids of this project only
-        hits = fts_hits(dialect, q)
+        hits = fts_hits(dialect, q, pid)
         if hits is None:
             hits = matching_traces(dialect, pid, q)
     except EmptySearch as exc:  # pragma: no cover - check_filters refused it already
