@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from support.otlp import BASE_NS, SpanMaker, TurnSpec, export_http
-from threadline.server.web.export import SESSION_CSV_COLUMNS
+from threadline.server.web.export import EXPORT_PAGE_SIZE, SESSION_CSV_COLUMNS
 
 from .conftest import Filled
 
@@ -211,3 +211,31 @@ def test_columns_and_chart_links_keep_the_view(filled: Filled, sent: list[Sent])
         assert href.startswith(f"/projects/{P}/sessions?limit=50&amp;cols=users%2Ctokens&amp;start=2025-11-21T04%3A")
         assert "&amp;end=2025-11-21T04%3A" in href and "range=" not in href and "cursor=" not in href
     assert page.text.count('<a class="button" rel="next"') == 1
+
+
+def test_export_streams_every_row_past_one_read_page(filled: Filled) -> None:
+    """More sessions than one read of the stream (EXPORT_PAGE_SIZE): the rest come from later pages."""
+    bulk = "export bulk"
+    count = EXPORT_PAGE_SIZE + 12
+    maker = SpanMaker(project=bulk)
+    spans = []
+    for i in range(count):
+        spans.extend(maker.turn(TurnSpec(question=f"q {i}", answer="a", session_id=f"b-{i:04d}", user_id="u",
+                                         prompt_tokens=i % 5), BASE_NS + i * SECOND))
+    assert export_http(spans, filled.server.base_url + "/v1/traces") == SpanExportResult.SUCCESS
+    maker.shutdown()
+    response = filled.client.get(f"/projects/{quote(bulk, safe='')}/export/sessions.csv",
+                                 params={"sort": "tokens", "order": "asc"})
+    assert response.status_code == 200
+    exported = [row["session_id"] for row in csv.DictReader(io.StringIO(response.text))]
+    listed = []
+    cursor = None
+    while True:
+        body = filled.client.get(f"/v1/projects/{quote(bulk, safe='')}/sessions",
+                                 params={"sort": "tokens", "order": "asc", "limit": 1000,
+                                         **({"cursor": cursor} if cursor else {})}).json()
+        listed += [row["session_id"] for row in body["data"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert len(exported) == count and exported == listed
