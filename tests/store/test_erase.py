@@ -142,8 +142,10 @@ def text_rows(conn: Connection) -> str:
     parts = []
     for table in t.metadata.sorted_tables:
         parts.extend(repr(tuple(r)) for r in conn.execute(select(table)))
-    if conn.dialect.name == "sqlite":
-        parts.extend(repr(tuple(r)) for r in conn.exec_driver_sql("SELECT rowid, * FROM trace_text"))
+    if conn.dialect.name == "sqlite":  # every project's full-text table
+        for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name GLOB 'trace_text_[0-9]*' "
+                                            "AND sql LIKE 'CREATE VIRTUAL TABLE%'").all():
+            parts.extend(repr(tuple(r)) for r in conn.exec_driver_sql(f"SELECT rowid, * FROM {name}"))
     return "\n".join(parts)
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Table, delete, func, select, text, update
 
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
+from threadline.server.store.fulltext import drop_search_table, search_table
 from threadline.server.store.turns import rebuild_turns
 from threadline.server.store.wal import truncate_wal
 
@@ -128,7 +129,7 @@ def _delete_traces(tx: Connection, pid: int, rows: Sequence[TraceRow], tally: _T
         tally.annotations += _delete_annotations(tx, pid, "span", span_ids)
         tally.annotations += _delete_annotations(tx, pid, "trace", trace_ids)
         if tx.dialect.name == "sqlite":
-            tx.execute(text("DELETE FROM trace_text WHERE rowid = :id"), [{"id": r[0]} for r in chunk])
+            tx.execute(text(f"DELETE FROM {search_table(pid)} WHERE rowid = :id"), [{"id": r[0]} for r in chunk])
         tally.traces += tx.execute(delete(t.traces).where(t.traces.c.id.in_([r[0] for r in chunk]))).rowcount or 0
 
 
@@ -328,9 +329,7 @@ def erase_project(tx: Connection, pid: int) -> EraseResult:
     """Erase a project and everything in it."""
     counts = tx.execute(select(t.projects.c.spans, t.projects.c.traces, t.projects.c.sessions, t.projects.c.users)
                         .where(t.projects.c.id == pid)).one()
-    if tx.dialect.name == "sqlite":
-        tx.execute(text("DELETE FROM trace_text WHERE rowid IN (SELECT id FROM traces WHERE project_id = :pid)"),
-                   {"pid": pid})
+    drop_search_table(tx, pid)
     annotations = tx.execute(delete(t.annotations).where(t.annotations.c.project_id == pid)).rowcount or 0
     for table in (t.spans, t.traces, t.turns, t.session_users, t.sessions, t.users, t.annotation_configs,
                   t.eval_runs):
@@ -365,18 +364,20 @@ def find_target(conn: Connection, project: str, *, session_id: str | None = None
     return pid
 
 
-def scrub_sqlite(store: Store, *, optimize_search: bool = True) -> bool:
-    """After an erase on SQLite: rewrite the full-text index without the erased terms (FTS5 keeps a
-    deleted row's terms in older index segments until they are merged) and truncate the write-ahead
+def scrub_sqlite(store: Store, project_id: int | None = None) -> bool:
+    """After an erase on SQLite: rewrite the project's full-text index without the erased terms (FTS5
+    keeps a deleted row's terms in older index segments until they are merged; ``project_id`` is
+    ``None`` after a whole project's erase, whose index was dropped) and truncate the write-ahead
     log, so no erased byte stays in the database, ``-wal`` or ``-shm`` file. Every connection runs
     with ``secure_delete``, so freed space is zeroed. Returns whether the log was truncated
     (``False``: another connection kept it busy past the retries; the next checkpoint copies it)."""
     database = store.sqlite_path
     if database is None:
         return False
-    if optimize_search:
+    if project_id is not None:  # the project's own index (an erased project's is dropped)
+        table = search_table(project_id)
         with store.write() as tx:
-            tx.exec_driver_sql("INSERT INTO trace_text(trace_text) VALUES ('optimize')")
+            tx.exec_driver_sql(f"INSERT INTO {table}({table}) VALUES ('optimize')")
     return truncate_wal(database)
 
 
@@ -388,11 +389,9 @@ def erase(store: Store, project: str, *, session_id: str | None = None, user_id:
         raise ValueError("erase a session or a user, not both")
     with store.write() as tx:
         pid = find_target(tx, project, session_id=session_id, user_id=user_id)
-        if session_id is not None or user_id is not None:
-            result = erase_turns(tx, pid, session_id=session_id, user_id=user_id)
-        else:
-            result = erase_project(tx, pid)
-    checkpointed = scrub_sqlite(store) if store.dialect == "sqlite" else None
+        partial = session_id is not None or user_id is not None
+        result = erase_turns(tx, pid, session_id=session_id, user_id=user_id) if partial else erase_project(tx, pid)
+    checkpointed = scrub_sqlite(store, pid if partial else None) if store.dialect == "sqlite" else None
     # The log names what kind of thing was erased, never its id (often personal data).
     log.info("erased %s of project %s: %d spans, %d traces, %d sessions, %d users, %d annotations%s",
              "a session" if session_id is not None else "a user" if user_id is not None else "everything",

@@ -3,6 +3,12 @@
 :func:`matching_traces` turns a user's free-text query into a selectable of ``traces`` values;
 the query layer composes it into its own statements. User text never reaches the FTS
 query language unquoted: every word becomes a quoted term (the last one a prefix), all required.
+
+On SQLite each project has its own FTS5 table (:func:`search_table`, rowid = ``traces.id``),
+made with the project's row: a search costs what the project's own index holds, so a small
+project's search stays fast next to a big one (a global index made a one-letter prefix search of a
+3-session project walk every project's matches). On PostgreSQL the generated ``tsvector`` column
+is filtered by the project in the same statement.
 """
 
 from __future__ import annotations
@@ -20,6 +26,26 @@ MAX_TERMS = 16
 
 class EmptySearch(ValueError):
     """The query has no searchable word (only punctuation or spaces)."""
+
+
+_FTS5_COLUMNS = "fts5(input, output, tokenize='unicode61 remove_diacritics 2')"
+
+
+def search_table(project_id: int) -> str:
+    """The name of a project's SQLite full-text table (rowid = ``traces.id``)."""
+    return f"trace_text_{int(project_id)}"
+
+
+def create_search_table(tx: Connection, project_id: int) -> None:
+    """Make the project's full-text table if it is missing (SQLite; nothing on PostgreSQL)."""
+    if tx.dialect.name == "sqlite":
+        tx.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {search_table(project_id)} USING {_FTS5_COLUMNS}")
+
+
+def drop_search_table(tx: Connection, project_id: int) -> None:
+    """Drop the project's full-text table (SQLite; nothing on PostgreSQL)."""
+    if tx.dialect.name == "sqlite":
+        tx.exec_driver_sql(f"DROP TABLE IF EXISTS {search_table(project_id)}")
 
 
 def terms(query: str) -> list[str]:
@@ -45,7 +71,7 @@ def matching_traces(dialect: str, project_id: int, query: str, column: str = "id
         raise EmptySearch(f"the search {query!r} has no word to look for")
     selected = t.traces.c[column]
     if dialect == "sqlite":
-        hits = fts_hits(dialect, query)
+        hits = fts_hits(dialect, query, project_id)
         assert hits is not None
         return select(selected).where(t.traces.c.id.in_(hits), literal_column("+traces.project_id") == project_id)
     return select(selected).where(t.traces.c.project_id == project_id, _pg_condition(words))
@@ -63,14 +89,15 @@ def _pg_quote(word: str) -> str:
     return "'" + word.replace("'", "''").replace("\\", "\\\\") + "'"
 
 
-def fts_hits(dialect: str, query: str) -> Select[tuple[int]] | None:
-    """On SQLite, ``SELECT rowid`` of every turn (any project) matching ``query``; else ``None``."""
+def fts_hits(dialect: str, query: str, project_id: int) -> Select[tuple[int]] | None:
+    """On SQLite, ``SELECT rowid`` of the project's traces matching ``query``; else ``None``."""
     if dialect != "sqlite":
         return None
     words = terms(query)
     if not words:
         raise EmptySearch(f"the search {query!r} has no word to look for")
-    fts = text("SELECT rowid FROM trace_text WHERE trace_text MATCH :fts_query").bindparams(
+    table = search_table(project_id)
+    fts = text(f"SELECT rowid FROM {table} WHERE {table} MATCH :fts_query").bindparams(
         fts_query=_fts5_query(words)
     ).columns(rowid=t.traces.c.id.type)
     sub = fts.subquery("fts")
@@ -78,10 +105,9 @@ def fts_hits(dialect: str, query: str) -> Select[tuple[int]] | None:
 
 
 def count_hits(conn: Connection, project_id: int, query: str, at_most: int) -> int:
-    """How many turns match ``query``, counting no further than ``at_most`` (so a common word costs
-    no more than a rare one). On SQLite the count is over every project (the index is global);
-    on PostgreSQL over the project's turns."""
-    hits = fts_hits(conn.dialect.name, query)
+    """How many of the project's traces match ``query``, counting no further than ``at_most`` (so a
+    common word costs no more than a rare one)."""
+    hits = fts_hits(conn.dialect.name, query, project_id)
     if hits is None:
         hits = matching_traces(conn.dialect.name, project_id, query)
     limited = hits.limit(at_most).subquery()
@@ -101,7 +127,7 @@ def session_has_match(dialect: str, project_id: int, query: str, session_id: Col
     tr = t.traces
     probe = select(tr.c.id).where(tr.c.project_id == project_id, tr.c.session_id == session_id)
     if dialect == "sqlite":
-        hits = fts_hits(dialect, query)
+        hits = fts_hits(dialect, query, project_id)
         assert hits is not None
         return exists(probe.where(tr.c.id.in_(hits)))
     return exists(probe.where(_pg_condition(terms(query))).offset(0))

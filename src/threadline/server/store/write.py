@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
+from threadline.server.store.fulltext import create_search_table, search_table
 from threadline.server.store.records import SPAN_COLUMNS_AT, SpanRecord
 from threadline.server.store.rollups import News, Olds, RollupWriter
 from threadline.server.store.turn_state import TRACE_COLUMNS, TRACE_FIELDS, TraceState, merge_spans, trace_row
@@ -79,6 +80,8 @@ class BatchWriter:
                   "settings": "{}"} for n in missing],
             )
             found.update(self._project_rows(tx, missing))
+            for name in missing:  # a project's own full-text table comes with it (SQLite)
+                create_search_table(tx, found[name])
         return found
 
     def _project_rows(self, tx: Connection, names: list[str]) -> dict[str, int]:
@@ -228,12 +231,15 @@ class BatchWriter:
             return  # PostgreSQL: generated tsvector column
         changed = [s for k, s in news.items() if olds[k] is None or (olds[k].input, olds[k].output) != (  # type: ignore[union-attr]
             s.input, s.output)]
-        stale = [(s.id,) for s in changed if olds[(s.project_id, s.trace_id)] is not None]
-        if stale:
-            tx.exec_driver_sql("DELETE FROM trace_text WHERE rowid = ?", stale)
-        fresh = [(s.id, s.input or "", s.output or "") for s in changed if s.input or s.output]
-        if fresh:
-            tx.exec_driver_sql("INSERT INTO trace_text (rowid, input, output) VALUES (?, ?, ?)", fresh)
+        for pid in sorted({s.project_id for s in changed}):  # one full-text table per project
+            table = search_table(pid)
+            stale = [(s.id,) for s in changed if s.project_id == pid and olds[(s.project_id, s.trace_id)] is not None]
+            if stale:
+                tx.exec_driver_sql(f"DELETE FROM {table} WHERE rowid = ?", stale)
+            fresh = [(s.id, s.input or "", s.output or "") for s in changed if s.project_id == pid and (
+                s.input or s.output)]
+            if fresh:
+                tx.exec_driver_sql(f"INSERT INTO {table} (rowid, input, output) VALUES (?, ?, ?)", fresh)
 
 def _start(record: SpanRecord) -> int:
     return record.start_ns
