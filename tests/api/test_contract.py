@@ -271,3 +271,17 @@ def test_unstorable_text_in_a_request_is_a_400(filled: Filled, path: str) -> Non
     response = filled.client.get(path)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("TRACE", "/v1/traces", {"POST"}),
+    ("DELETE", "/v1/projects/contract/sessions", {"GET"}),
+    ("PATCH", "/v1/keys", {"GET", "POST"}),
+    ("PUT", "/healthz", {"GET"}),
+])
+def test_a_wrong_method_is_a_405_that_says_which_are_allowed(filled: Filled, method: str, path: str,
+                                                              allowed: set[str]) -> None:
+    response = filled.client.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= allowed

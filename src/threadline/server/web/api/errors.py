@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from threadline.server.query.errors import InvalidQuery
 
@@ -40,6 +41,19 @@ def _describe(exc: RequestValidationError) -> str:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app fully matches on ``request``'s path (``Allow`` of a 405).
+
+    Asked of the router one method at a time, so routes inside included routers count too.
+    """
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, answer in the API's error shape."""
 
@@ -61,7 +75,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message)
+        response = error_response(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method some route takes on this path, not only the first route's
+            response.headers["Allow"] = ", ".join(allowed_methods(_request))
+        return response
 
     @app.exception_handler(OperationalError)
     async def _store_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
