@@ -43,7 +43,8 @@ def turn(project: str, trace: str, start: int, *, session: str | None, user: str
     word = MARK if secret else "plain"
     return [
         record(project, trace, trace[:16], None, start, input=f"question {word} {trace[:4]}",
-               output=f"answer {word}", session_id=session, user_id=user),
+               output=f"answer {word}", session_id=session, user_id=user, tags=(f"tag {word}", "shared"),
+               metadata=(("note", word), (f"key {word}", "v"))),
         record(project, trace, trace[16:], trace[:16], start + 10, kind="LLM", is_llm=True, model="m",
                prompt_tokens=7, completion_tokens=3, total_tokens=10, cost=1e-5, user_id=user, session_id=session,
                status="ERROR" if fail else "OK", error="boom" if fail else None, end_ns=start + 90),
@@ -158,6 +159,9 @@ def test_erase_user_leaves_no_trace_and_rollups_equal_a_recount(store: Store) ->
     spans = traffic("p")
     ingest(store, spans)
     annotate(store, "p")
+    with store.read() as conn:  # the marker is in tags and metadata pairs before the erase
+        for table in (t.trace_tags, t.trace_metadata):
+            assert MARK in repr(conn.execute(select(table)).all())
     result = erase(store, "p", user_id="gone")
     remaining = [s for s in spans if s.user_id != "gone"]
     assert (result.spans, result.traces, result.sessions, result.users) == (

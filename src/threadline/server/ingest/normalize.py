@@ -4,7 +4,8 @@ Pure functions (no I/O), run in the decode workers. The rules are DESIGN.md §3:
 its session with ``session.id``, ``gen_ai.conversation.id`` or LangChain's ``metadata``
 (``session_id`` / ``thread_id`` / ``conversation_id``); tokens and cost count on LLM spans only;
 the text shown for a span is the last user message of its input and the assistant's reply, and
-its detail the tool calls and results a turn's steps list (:mod:`threadline.server.chat`).
+its detail the tool calls and results a turn's steps list (:mod:`threadline.server.chat`); its tags
+and metadata pairs are read here once, for the filters (:mod:`threadline.server.store.labels`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from threadline import conventions as cv
 from threadline.server.chat import chat_fields
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
+from threadline.server.store.labels import metadata_pairs, span_tags
 from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 
@@ -74,6 +76,8 @@ def normalize(span: DecodedSpan, *, max_text_chars: int = 32 * 1024) -> SpanReco
         total,  # total_tokens
         cost,
         encode_span(text_in, text_out, chat.detail_json, events_json, attrs),  # payload
+        span_tags(attrs[cv.TAG_TAGS]) if cv.TAG_TAGS in attrs else (),  # tags
+        metadata_pairs(metadata) if metadata else (),  # metadata
     )
 
 

@@ -1,6 +1,7 @@
 """Erase data (a project, a session or a user's turns) and repair the rollups it touched.
 
-Everything that holds the erased text goes: spans, traces, their full-text rows, turns,
+Everything that holds the erased text goes: spans, traces, their full-text rows, tags and metadata
+pairs (``trace_tags``, ``trace_metadata``), turns,
 annotations on every target kind (the erased spans, traces, sessions and users), and the
 session, user and project rollups are repaired.
 
@@ -117,7 +118,8 @@ def _trace_rows(tx: Connection, pid: int, *, session_ids: Sequence[str] | None =
 
 
 def _delete_traces(tx: Connection, pid: int, rows: Sequence[TraceRow], tally: _Tally) -> None:
-    """Delete these traces with their spans, full-text rows and the annotations on them or their spans."""
+    """Delete these traces with their spans, full-text rows, tags and metadata pairs, and the
+    annotations on them or their spans."""
     sp = t.spans
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start:start + _CHUNK]
@@ -128,6 +130,8 @@ def _delete_traces(tx: Connection, pid: int, rows: Sequence[TraceRow], tally: _T
                                   ).rowcount or 0
         tally.annotations += _delete_annotations(tx, pid, "span", span_ids)
         tally.annotations += _delete_annotations(tx, pid, "trace", trace_ids)
+        for labels in (t.trace_tags, t.trace_metadata):
+            tx.execute(delete(labels).where(labels.c.project_id == pid, labels.c.trace_id.in_(trace_ids)))
         if tx.dialect.name == "sqlite":
             tx.execute(text(f"DELETE FROM {search_table(pid)} WHERE rowid = :id"), [{"id": r[0]} for r in chunk])
         tally.traces += tx.execute(delete(t.traces).where(t.traces.c.id.in_([r[0] for r in chunk]))).rowcount or 0
@@ -331,7 +335,8 @@ def erase_project(tx: Connection, pid: int) -> EraseResult:
                         .where(t.projects.c.id == pid)).one()
     drop_search_table(tx, pid)
     annotations = tx.execute(delete(t.annotations).where(t.annotations.c.project_id == pid)).rowcount or 0
-    for table in (t.spans, t.traces, t.turns, t.session_users, t.sessions, t.users, t.annotation_configs,
+    for table in (t.spans, t.traces, t.trace_tags, t.trace_metadata,
+                  t.turns, t.session_users, t.sessions, t.users, t.annotation_configs,
                   t.eval_runs):
         tx.execute(delete(table).where(table.c.project_id == pid))
     tx.execute(delete(t.projects).where(t.projects.c.id == pid))

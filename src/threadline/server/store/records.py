@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 from typing import NamedTuple
 
+from threadline.server.store.labels import MetadataPairs, Tags
+
 
 class SpanRecord(NamedTuple):
     """A normalized span plus what the rollups need (session, user, turn text, tokens, cost).
@@ -13,7 +15,9 @@ class SpanRecord(NamedTuple):
     pickle an order of magnitude faster than dataclass instances. The fields from ``trace_id``
     on are the columns of ``spans`` after ``project_id``, in order (:data:`SPAN_COLUMNS_AT`).
     ``input`` and ``output`` feed the trace and turn rollups; the span keeps them inside its
-    ``payload`` (:mod:`.payload`), built in the decode process.
+    ``payload`` (:mod:`.payload`), built in the decode process. ``tags`` and ``metadata`` come
+    after the columns (with defaults): the rows of ``trace_tags`` and ``trace_metadata``
+    (:mod:`.labels`), read from the attributes once, in the decode process.
     """
 
     project: str
@@ -45,10 +49,16 @@ class SpanRecord(NamedTuple):
     #: input, output, detail (what a turn's steps need), events and attributes, each value once,
     #: compressed when large (:func:`threadline.server.store.payload.encode_span`).
     payload: bytes
+    # --- not columns of `spans` ---
+    #: The span's ``tag.tags``, bounded (:func:`threadline.server.store.labels.span_tags`).
+    tags: Tags = ()
+    #: The top-level ``(key, value as text)`` pairs of its ``metadata`` (:func:`.labels.metadata_pairs`).
+    metadata: MetadataPairs = ()
 
 
-#: ``record[SPAN_COLUMNS_AT:]`` is the row of ``spans`` after its ``project_id``.
+#: ``record[SPAN_COLUMNS_AT:SPAN_COLUMNS_END]`` is the row of ``spans`` after its ``project_id``.
 SPAN_COLUMNS_AT = SpanRecord._fields.index("trace_id")
+SPAN_COLUMNS_END = SpanRecord._fields.index("payload") + 1
 
 
 def pack_records(records: list[SpanRecord]) -> bytes:

@@ -5,6 +5,7 @@ to by its integer ``project_id`` everywhere but in ``projects``. Rollup tables (
 ``sessions``, ``users``, ``session_users``, the counters in ``projects``) are maintained by
 ``store.write`` at ingest so that listing them never scans spans. ``turns`` groups a session's
 traces into the user's turns (see :mod:`.turn_state`); sessions and users count turns.
+``trace_tags`` and ``trace_metadata`` hold each trace's tags and metadata pairs, for the filters.
 """
 
 from sqlalchemy import (
@@ -197,6 +198,30 @@ users = Table(
     Index("ix_users_tokens", "project_id", "total_tokens", "user_id"),
     Index("ix_users_cost", "project_id", "cost", "user_id"),
     Index("ix_users_errors", "project_id", "errors", "user_id"),
+)
+
+# A trace's tags and metadata pairs (:mod:`.labels`), read at ingest from its spans' ``tag.tags`` and
+# ``metadata``: "sessions/traces with tag X / with key K = V" and "group by tag" read a range of the
+# primary key, then ``traces`` by its unique key; ``ix_*_trace`` finds a trace's rows (erase).
+trace_tags = Table(
+    "trace_tags",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("trace_id", String, nullable=False),
+    Column("tag", String, nullable=False),
+    PrimaryKeyConstraint("project_id", "tag", "trace_id", name="pk_trace_tags"),
+    Index("ix_trace_tags_trace", "project_id", "trace_id"),
+)
+
+trace_metadata = Table(
+    "trace_metadata",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("trace_id", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("value", String, nullable=False),  # text: a string as is, other JSON values as compact JSON
+    PrimaryKeyConstraint("project_id", "key", "value", "trace_id", name="pk_trace_metadata"),
+    Index("ix_trace_metadata_trace", "project_id", "trace_id"),
 )
 
 annotations = Table(

@@ -6,7 +6,8 @@ One call of :meth:`BatchWriter.write` runs inside one transaction (the writer's 
    batch changes no count (SQLite: an existence check inside the serialized transaction, only
    for traces that already have a row; PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING``);
 2. merge the new spans into their ``traces`` rows (:mod:`.turn_state`): stored rows are updated,
-   new ones inserted whole;
+   new ones inserted whole; add the new spans' tags and metadata pairs to ``trace_tags`` and
+   ``trace_metadata`` (``ON CONFLICT DO NOTHING``: every span of a trace usually carries the same);
 3. refresh the full-text index of the traces whose text changed (SQLite FTS5; PostgreSQL keeps a
    generated ``tsvector`` column up to date by itself);
 4. fold the changed traces into their turns (:mod:`.turns`);
@@ -24,13 +25,13 @@ from sqlalchemy import Connection, bindparam, select
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
 from threadline.server.store.fulltext import create_search_table, search_table
-from threadline.server.store.records import SPAN_COLUMNS_AT, SpanRecord
+from threadline.server.store.records import SPAN_COLUMNS_AT, SPAN_COLUMNS_END, SpanRecord
 from threadline.server.store.rollups import News, Olds, RollupWriter
 from threadline.server.store.turn_state import TRACE_COLUMNS, TRACE_FIELDS, TraceState, merge_spans, trace_row
 from threadline.server.store.turns import TurnWriter
 
 #: The columns of ``spans``: the project, then the record's fields from ``trace_id`` on.
-_SPAN_COLUMNS = ("project_id", *(f.removesuffix("_json") for f in SpanRecord._fields[SPAN_COLUMNS_AT:]))
+_SPAN_COLUMNS = ("project_id", *(f.removesuffix("_json") for f in SpanRecord._fields[SPAN_COLUMNS_AT:SPAN_COLUMNS_END]))
 _SQLITE_INSERT_SPAN = (
     f"INSERT INTO spans ({', '.join(_SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(_SPAN_COLUMNS))})"
 )
@@ -62,6 +63,11 @@ class BatchWriter:
         self._project_id_sql = self._bulk.driver_sql(select(t.projects.c.id).where(
             t.projects.c.name == bindparam("name")))
         self._update_trace_sql = _UPDATE_TRACE.replace("?", "%s") if dialect == "postgresql" else _UPDATE_TRACE
+        mark = "%s" if dialect == "postgresql" else "?"
+        self._insert_tag_sql = (f"INSERT INTO trace_tags (project_id, trace_id, tag) VALUES ({mark}, {mark}, {mark}) "
+                                "ON CONFLICT DO NOTHING")
+        self._insert_metadata_sql = (f"INSERT INTO trace_metadata (project_id, trace_id, key, value) VALUES "
+                                     f"({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING")
 
     # --- projects ---------------------------------------------------------------------------------
     def project_ids(self, tx: Connection, names: Iterable[str], now_ns: int) -> dict[str, int]:
@@ -113,6 +119,7 @@ class BatchWriter:
             grouped[(key[0], key[1])].append(unique[key])
         by_trace = {key: sorted(grouped[key], key=_start) for key in sorted(grouped)}  # a fixed lock order
         olds, news = self._merge_traces(tx, by_trace, stored)
+        self._insert_labels(tx, by_trace)
         result.new_traces = sum(1 for old in olds.values() if old is None)
         self._update_search(tx, olds, news)
         turn_olds, turn_news = self._turns.apply(tx, olds, news)
@@ -140,7 +147,7 @@ class BatchWriter:
         """Insert the spans that are not stored yet; return the keys of those inserted."""
         if self.dialect == "sqlite":
             return self._insert_spans_sqlite(tx, unique, stored)
-        rows = [dict(zip(_SPAN_COLUMNS, (key[0], *r[SPAN_COLUMNS_AT:]), strict=True)) for key, r in unique.items()]
+        rows = [dict(zip(_SPAN_COLUMNS, (key[0], *_span_row(r)), strict=True)) for key, r in unique.items()]
         # RETURNING is exact even with concurrent writers: a conflicting row waits for the other
         # transaction and is then skipped.
         stmt = self._insert(t.spans).on_conflict_do_nothing(
@@ -161,7 +168,7 @@ class BatchWriter:
             if maybe_stored else set()
         fresh = [key for key in unique if key not in existing] if existing else list(unique)
         if fresh:
-            tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [(key[0], *unique[key][SPAN_COLUMNS_AT:]) for key in fresh])
+            tx.exec_driver_sql(_SQLITE_INSERT_SPAN, [(key[0], *_span_row(unique[key])) for key in fresh])
         return set(fresh)
 
     def _merge_traces(
@@ -225,6 +232,21 @@ class BatchWriter:
         missing = sorted((s.project_id, s.trace_id) for s in created if s.id == 0)
         return self._stored_traces(tx, missing) if missing else {}
 
+    def _insert_labels(self, tx: Connection, by_trace: dict[tuple[int, str], list[SpanRecord]]) -> None:
+        """Add the tags and metadata pairs of the new spans to their traces (already there: skipped)."""
+        tags: set[tuple[int, str, str]] = set()
+        pairs: set[tuple[int, str, str, str]] = set()
+        for (pid, tid), spans in by_trace.items():
+            for r in spans:
+                if r.tags:
+                    tags.update((pid, tid, tag) for tag in r.tags)
+                if r.metadata:
+                    pairs.update((pid, tid, key, value) for key, value in r.metadata)
+        if tags:
+            tx.exec_driver_sql(self._insert_tag_sql, sorted(tags))
+        if pairs:
+            tx.exec_driver_sql(self._insert_metadata_sql, sorted(pairs))
+
     def _update_search(
         self, tx: Connection, olds: Olds, news: News) -> None:
         if self.dialect != "sqlite":
@@ -240,6 +262,11 @@ class BatchWriter:
                 s.input or s.output)]
             if fresh:
                 tx.exec_driver_sql(f"INSERT INTO {table} (rowid, input, output) VALUES (?, ?, ?)", fresh)
+
+def _span_row(record: SpanRecord) -> tuple[object, ...]:
+    """The record's values for the columns of ``spans`` after ``project_id``."""
+    return tuple(record)[SPAN_COLUMNS_AT:SPAN_COLUMNS_END]
+
 
 def _start(record: SpanRecord) -> int:
     return record.start_ns
