@@ -35,11 +35,10 @@ def test_score_sort_parses_name_and_bounds() -> None:
             parse_sort(bad, CHOICES, "start_time")
 
 
-def test_session_query_names_the_filters_a_ranking_ignores() -> None:
+def test_a_ranked_session_query_keeps_its_filters() -> None:
     query = session_query({"sort": "score:x", "q": "refund", "min_turns": "2", "range": "24h"})
     assert query.ranking is not None and not query.live
-    assert query.ignored_filters == ["time range", "search", "min turns"]
-    assert session_query({"q": "refund"}).ignored_filters == []
+    assert query.filters.q == "refund" and query.filters.min_turns == 2 and query.filters.start is not None
 
 
 def test_sort_link_keeps_bounds_only_when_toggling_the_same_score() -> None:

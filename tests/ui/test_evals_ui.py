@@ -122,10 +122,14 @@ def test_sessions_ranked_by_score_column(page: Page, ui: UiServer, evals: EvalDa
     page.wait_for_url("**cursor=**")
     assert _row_keys(page, "#sessions-table") == worst_first[2:]
 
-    # filters the ranking cannot combine with are named, not silently dropped
-    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&q=question&has_error=true"))
-    expect(page.locator(".ignored-filters")).to_contain_text("search")
-    expect(page.locator(".ignored-filters")).to_contain_text("errors")
+    # every filter of the list applies to the ranking too
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&has_error=true"))
+    assert _row_keys(page, "#sessions-table") == ["ev-2"]  # the only scored session with a failed turn
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&order=asc&min_turns=2"))
+    assert _row_keys(page, "#sessions-table") == ["ev-1", "ev-2"]
+    page.goto(ui.url(f"/projects/{PROJECT}/sessions?sort=score:{NAME}&user_id_contains=cy"))
+    assert _row_keys(page, "#sessions-table") == ["ev-3"]
+    expect(page.locator(".ranking-note")).to_contain_text("the filters apply")
 
 
 def test_bad_score_bounds_are_a_400_page(ui: UiServer, http: httpx.Client, evals: EvalData) -> None:

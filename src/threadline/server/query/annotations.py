@@ -228,12 +228,14 @@ class RankedTarget:
 def rank_by_annotation(
     conn: Connection, project_id: int, target_kind: str, name: str, order: str = "desc", limit: int = 50,
     cursor: str | None = None, min_score: float | None = None, max_score: float | None = None,
+    owners: Any = None,
 ) -> Page[RankedTarget]:
     """Sessions, turns (``trace``) or users ordered by the mean score of their annotations ``name``.
 
     Users are scored like :func:`summarize_users`: their own annotations plus those of their
     sessions. Targets without a scored annotation of that name are left out; ties are broken by
-    id. ``min_score``/``max_score`` filter on the mean (inclusive).
+    id. ``min_score``/``max_score`` filter on the mean (inclusive). ``owners``: a selectable of
+    the target ids that may be ranked (the list's filters), applied before the scores are averaged.
     """
     if order not in ("asc", "desc"):
         raise InvalidQuery(f"order must be 'asc' or 'desc', not {order!r}")
@@ -244,11 +246,15 @@ def rank_by_annotation(
     base: Any
     if target_kind in ("session", "trace", "span"):
         base = select(a.c.target_id.label("owner"), a.c.score).where(*scored, a.c.target_kind == target_kind)
+        if owners is not None:
+            base = base.where(a.c.target_id.in_(owners))
     elif target_kind == "user":
         own = select(a.c.target_id.label("owner"), a.c.score).where(*scored, a.c.target_kind == "user")
         via = select(su.c.user_id.label("owner"), a.c.score).join(
             a, (a.c.project_id == su.c.project_id) & (a.c.target_kind == "session") & (a.c.target_id == su.c.session_id)
         ).where(*scored, su.c.project_id == project_id)
+        if owners is not None:
+            own, via = own.where(a.c.target_id.in_(owners)), via.where(su.c.user_id.in_(owners))
         base = own.union_all(via)
     else:
         raise InvalidQuery(f"target_kind must be one of span, trace, session, user, not {target_kind!r}")

@@ -31,6 +31,7 @@ from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.serialize import to_json
+from threadline.server.web.api.sessions import SessionFilterParams
 
 router = APIRouter(tags=["annotations"], dependencies=[allow(Action.READ)])
 TargetKind = Literal["span", "trace", "session", "user"]
@@ -172,6 +173,7 @@ def remove(project: str, annotation_id: RowId, request: Request) -> Response:
 def rankings(
     project: str, conn: ReadConn,
     name: Annotated[str, Query(min_length=1, description="annotation name, e.g. user_frustration")],
+    filters: SessionFilterParams,
     target_kind: Annotated[Literal["session", "trace", "user"], Query(
         description="users count their own annotations plus those of their sessions")] = "session",
     order: Literal["asc", "desc"] = "desc",
@@ -179,15 +181,21 @@ def rankings(
     max_score: float | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
+    user_q: Annotated[str | None, Query(
+        alias="user_q", description="target_kind=user: users whose id contains this text")] = None,
 ) -> JSONResponse:
-    """``{target_id, mean_score, count}`` best or worst first, plus the ``session`` or ``user`` summary."""
+    """``{target_id, mean_score, count}`` best or worst first, plus the ``session`` or ``user`` summary.
+
+    Sessions are ranked among those matching the sessions list's filters (``start``, ``end``,
+    ``user_id``, ``user_id_contains``, ``q``, ``has_error``, ``min_turns``, …); users among those
+    whose id contains ``user_q``."""
     if target_kind == "session":
-        sessions = sessions_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score)
+        sessions = sessions_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score, filters)
         return JSONResponse({"data": [
             {"target_id": r.session.session_id, "mean_score": r.mean_score, "count": r.count,
              "session": to_json(r.session)} for r in sessions.data], "next_cursor": sessions.next_cursor})
     if target_kind == "user":
-        users = users_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score)
+        users = users_by_annotation(conn, project, name, order, limit, cursor, min_score, max_score, user_q)
         return JSONResponse({"data": [
             {"target_id": r.user.user_id, "mean_score": r.mean_score, "count": r.count,
              "user": to_json(r.user)} for r in users.data], "next_cursor": users.next_cursor})

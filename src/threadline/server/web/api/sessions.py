@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
@@ -21,10 +21,7 @@ Sort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", 
 Order = Literal["asc", "desc"]
 
 
-@router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)")
-def sessions(
-    project: str,
-    conn: ReadConn,
+def session_filter(
     start: Annotated[datetime | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
     end: Annotated[datetime | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only sessions this user took part in")] = None,
@@ -33,6 +30,21 @@ def sessions(
     q: Annotated[str | None, Query(description="Full-text search over every turn's input and output")] = None,
     has_error: Annotated[bool | None, Query(description="true: sessions with a failed turn; false: none")] = None,
     min_turns: Annotated[int | None, Query(ge=0, description="At least this many turns")] = None,
+) -> SessionFilter:
+    """The session filters of a query string: one declaration for every route that lists sessions
+    (the list, score rankings), as the UI's ``session_query`` builds the same model."""
+    return SessionFilter(start=start, end=end, user_id=user_id, user_id_contains=user_id_contains, q=q,
+                         has_error=has_error, min_turns=min_turns)
+
+
+SessionFilterParams = Annotated[SessionFilter, Depends(session_filter)]
+
+
+@router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)")
+def sessions(
+    project: str,
+    conn: ReadConn,
+    filters: SessionFilterParams,
     sort: Sort = "start_time",
     order: Order = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -40,8 +52,6 @@ def sessions(
 ) -> JSONResponse:
     """Sessions with turns, tokens, cost, latency, errors, users, first input and last output;
     ``next_cursor`` and ``prev_cursor`` open the pages after and before this one (``null`` at the ends)."""
-    filters = SessionFilter(start=start, end=end, user_id=user_id, user_id_contains=user_id_contains, q=q,
-                            has_error=has_error, min_turns=min_turns)
     page = list_sessions(conn, project, filters, sort=sort, order=order, limit=limit, cursor=cursor)
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor,
                          "prev_cursor": page.prev_cursor})

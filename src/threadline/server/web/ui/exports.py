@@ -45,7 +45,8 @@ def _page(conn: Connection, project: str, query: SessionQuery, cursor: str | Non
     if query.ranking is not None:
         r = query.ranking
         ranked = sessions_by_annotation(conn, project, r.name, order=query.order, limit=EXPORT_PAGE_SIZE,
-                                        cursor=cursor, min_score=r.min_score, max_score=r.max_score)
+                                        cursor=cursor, min_score=r.min_score, max_score=r.max_score,
+                                        filters=query.filters)
         return Page(data=[x.session for x in ranked.data], next_cursor=ranked.next_cursor)
     return list_sessions(conn, project, query.filters, sort=query.sort, order=query.order, limit=EXPORT_PAGE_SIZE,
                          cursor=cursor)

@@ -172,17 +172,6 @@ class SessionQuery:
         """Whether new sessions may appear at the top (newest first, first page)."""
         return self.sort == "start_time" and self.order == "desc" and self.cursor is None
 
-    @property
-    def ignored_filters(self) -> list[str]:
-        """The filters set in the URL that a score ranking cannot apply (it ranks every session)."""
-        if self.ranking is None:
-            return []
-        f = self.filters
-        named = [("time range", f.start is not None or f.end is not None), ("search", bool(f.q)),
-                 ("user", bool(f.user_id or f.user_id_contains)), ("errors", f.has_error is not None),
-                 ("min turns", f.min_turns is not None)]
-        return [name for name, on in named if on]
-
 
 def cols_value(columns: Iterable[str]) -> str | None:
     """The canonical ``cols`` value showing ``columns`` (table order; ``None`` when it is all of them)."""

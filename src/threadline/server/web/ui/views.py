@@ -207,7 +207,8 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         if query.ranking is not None:
             r = query.ranking
             ranked = sessions_by_annotation(conn, project, r.name, order=query.order, limit=limit,
-                                            cursor=query.cursor, min_score=r.min_score, max_score=r.max_score)
+                                            cursor=query.cursor, min_score=r.min_score, max_score=r.max_score,
+                                            filters=query.filters)
             page = Page(data=[x.session for x in ranked.data], next_cursor=ranked.next_cursor)
             means = {x.session.session_id: x.mean_score for x in ranked.data}
         else:
@@ -337,7 +338,7 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
         if ranking is not None:
             ranked = users_by_annotation(conn, project, ranking.name, order=order, limit=limit,
                                          cursor=params.get("cursor"), min_score=ranking.min_score,
-                                         max_score=ranking.max_score)
+                                         max_score=ranking.max_score, q=params.get("q"))
             page = Page(data=[x.user for x in ranked.data], next_cursor=ranked.next_cursor)
             means = {x.user.user_id: x.mean_score for x in ranked.data}
         else:
@@ -349,7 +350,6 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
     return html_response(
         "users.html", page=page, sort=sort, order=order, q=params.get("q", ""),
         columns=evaluation_columns(conn, project, score_columns(page.data, ranking)), ranking=ranking, means=means,
-        ignored=["search"] if ranking is not None and params.get("q") else [],
         sort_link=lambda column, default="desc": sort_link(context["params"], request.url.path, column, sort,
                                                            order, default),
         **context,
