@@ -14,6 +14,7 @@ from threadline.server.model import Latency, Page, SessionDetail, SessionSummary
 from threadline.server.query import cursor as cursors
 from threadline.server.query.annotations import summarize
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.labels import MetadataFilter, session_label_conditions
 from threadline.server.query.matching import id_contains
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
@@ -37,7 +38,9 @@ SESSION_SORTS: dict[str, Any] = {
 class SessionFilter:
     """Which sessions to list. ``start``/``end``: sessions active in that window; ``user_id``: a
     user (exactly) took part; ``user_id_contains``: a user whose id contains that text
-    (case-insensitive, as the users list's ``q``) took part."""
+    (case-insensitive, as the users list's ``q``) took part; ``tag``: a trace of the session has
+    that tag; ``metadata``: for each ``(key, value)`` pair, a trace of the session has it
+    (:mod:`.labels`)."""
 
     start: datetime | None = None
     end: datetime | None = None
@@ -46,6 +49,8 @@ class SessionFilter:
     q: str | None = None
     has_error: bool | None = None
     min_turns: int | None = None
+    tag: str | None = None
+    metadata: MetadataFilter = ()
 
 
 def check_order(order: str) -> bool:
@@ -96,6 +101,7 @@ def session_conditions(conn: Connection, pid: int, filters: SessionFilter) -> li
         conditions.append(s.c.errors > 0 if filters.has_error else s.c.errors == 0)
     if filters.min_turns is not None:
         conditions.append(s.c.turns >= filters.min_turns)
+    conditions.extend(session_label_conditions(pid, filters.tag, filters.metadata))
     if filters.q is not None and filters.q.strip():
         try:
             conditions.append(_search_condition(conn, pid, filters.q))

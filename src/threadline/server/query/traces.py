@@ -3,8 +3,9 @@
 The list reads the ``traces`` rollup (one row per trace, turn or not), newest first, keyset
 paginated on ``(start_ns, trace_id)``. Every filter keeps the walk on an index of ``traces``:
 ``ix_traces_start`` (project, start), ``ix_traces_session`` (project, session, start) for
-``has_session=false`` and ``session_id``, ``ix_traces_user`` for ``user_id``, and the full-text
-index for ``q`` — never a scan of spans.
+``has_session=false`` and ``session_id``, ``ix_traces_user`` for ``user_id``, the full-text
+index for ``q``, and the primary keys of ``trace_tags`` / ``trace_metadata`` for ``tag`` and
+``metadata`` — never a scan of spans.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, and_, func, literal_column, or_, select
 from threadline.server.model import Page, Span, SpanEvent, Tokens, TraceDetail, TraceSummary
 from threadline.server.query import cursor as cursors
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.labels import MetadataFilter, trace_label_conditions
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, to_datetime, to_ns
 from threadline.server.store import schema as t
@@ -80,6 +82,9 @@ class TraceFilter:
     end: datetime | None = None
     user_id: str | None = None
     session_id: str | None = None
+    #: The trace has this tag, and every one of these metadata pairs (:mod:`.labels`).
+    tag: str | None = None
+    metadata: MetadataFilter = ()
 
 
 #: Above this many full-text hits the list walks the project's traces newest first and tests each
@@ -151,6 +156,7 @@ def trace_conditions(conn: Connection, pid: int, filters: TraceFilter) -> list[A
         conditions.append(tr.c.start_ns >= to_ns(filters.start))
     if filters.end is not None:
         conditions.append(tr.c.start_ns <= to_ns(filters.end))
+    conditions.extend(trace_label_conditions(pid, filters.tag, filters.metadata))
     return conditions
 
 

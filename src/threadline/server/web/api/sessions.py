@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
+from threadline.server.query.labels import parse_metadata_filter
 from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
@@ -30,11 +31,16 @@ def session_filter(
     q: Annotated[str | None, Query(description="Full-text search over every turn's input and output")] = None,
     has_error: Annotated[bool | None, Query(description="true: sessions with a failed turn; false: none")] = None,
     min_turns: Annotated[int | None, Query(ge=0, description="At least this many turns")] = None,
+    tag: Annotated[str | None, Query(description="Only sessions with a trace tagged so (tag.tags)")] = None,
+    metadata: Annotated[list[str] | None, Query(
+        description="key:value (repeatable, all must match): only sessions with a trace whose metadata has that "
+                    "top-level key with that value (non-string values as compact JSON: plan:3, beta:true)")] = None,
 ) -> SessionFilter:
     """The session filters of a query string: one declaration for every route that lists sessions
     (the list, score rankings), as the UI's ``session_query`` builds the same model."""
     return SessionFilter(start=start, end=end, user_id=user_id, user_id_contains=user_id_contains, q=q,
-                         has_error=has_error, min_turns=min_turns)
+                         has_error=has_error, min_turns=min_turns, tag=tag,
+                         metadata=parse_metadata_filter(metadata or ()))
 
 
 SessionFilterParams = Annotated[SessionFilter, Depends(session_filter)]

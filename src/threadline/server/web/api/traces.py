@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
+from threadline.server.query.labels import parse_metadata_filter
 from threadline.server.query.spans import SpanFilter, list_spans
 from threadline.server.query.traces import TraceFilter, get_trace, list_traces
 from threadline.server.web.access import allow
@@ -32,12 +33,16 @@ def trace_list(
     end: Annotated[datetime | None, Query(description="Traces started at or before this time (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only this user's traces")] = None,
     session_id: Annotated[str | None, Query(description="Only the traces of this session")] = None,
+    tag: Annotated[str | None, Query(description="Only traces tagged so (tag.tags)")] = None,
+    metadata: Annotated[list[str] | None, Query(
+        description="key:value (repeatable, all must match): only traces whose metadata has that top-level key "
+                    "with that value (non-string values as compact JSON: plan:3, beta:true)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JSONResponse:
     """Every trace of the project, turn or not, newest first: ``[TraceSummary]``."""
     filters = TraceFilter(has_session=has_session, status=status, q=q, start=start, end=end, user_id=user_id,
-                          session_id=session_id)
+                          session_id=session_id, tag=tag, metadata=parse_metadata_filter(metadata or ()))
     page = list_traces(conn, project, filters, limit=limit, cursor=cursor)
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
 

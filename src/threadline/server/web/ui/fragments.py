@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from threadline import conventions as cv
 from threadline.server.model import Span, Step, TraceDetail, Turn
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.labels import metadata_param
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks, turns_from
 from threadline.server.query.sessions import get_session, list_sessions
 from threadline.server.query.traces import get_trace
@@ -151,7 +152,8 @@ def sessions_fragment(request: Request, project: str, conn: ReadConn) -> Respons
         page = list_sessions(conn, project, query.filters, sort=query.sort, order=query.order,
                              limit=min(query.limit, 500))
         totals = overview(conn, project, query.filters)
-        params = clean(request.query_params)
+        params: dict[str, str | list[str]] = {**clean(request.query_params),
+                                               "metadata": metadata_param(query.filters.metadata)}
         params.pop("v", None)
         chart = activity_chart(timeseries(conn, project, query.filters),
                                narrow_link(params, f"/projects/{url_part(project)}/sessions"))

@@ -3,9 +3,9 @@
 Pages take their parameters as plain strings (an empty form field is "not set", never an error)
 and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
 The names are the REST API's (``start``, ``end``, ``user_id``, ``user_id_contains``, ``q``,
-``has_error``, ``min_turns``, ``sort``, ``order``, ``cursor``; on the traces page ``has_session``,
-``status``, ``session_id``) plus ``range``, a preset window ending now, and on the sessions page
-``cols``, the optional columns shown.
+``has_error``, ``min_turns``, ``tag``, ``metadata`` (``key:value``, repeatable), ``sort``, ``order``,
+``cursor``; on the traces page ``has_session``, ``status``, ``session_id``) plus ``range``, a preset
+window ending now, and on the sessions page ``cols``, the optional columns shown.
 
 A sort of ``score:<annotation name>`` (UI only) ranks sessions or users by the mean score of
 that annotation (best/worst first); ``min_score``/``max_score`` then filter on that mean.
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.labels import MetadataFilter, parse_metadata_filter
 from threadline.server.query.sessions import SessionFilter
 from threadline.server.query.traces import TRACE_STATUSES, TraceFilter
 
@@ -195,12 +197,32 @@ def parse_columns(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(c for c in SESSION_COLUMNS if c in names)
 
 
-def session_filter(p: Mapping[str, str], now: datetime | None = None) -> tuple[str, SessionFilter]:
-    """The ``range`` preset and the :class:`SessionFilter` of cleaned parameters ``p``."""
+def parse_metadata(values: Iterable[str]) -> MetadataFilter:
+    """The ``metadata=key:value`` filters (repeatable; blank ones skipped)."""
+    try:
+        return parse_metadata_filter(values)
+    except InvalidQuery as exc:
+        raise BadParameter(str(exc)) from exc
+
+
+def every_value(params: Mapping[str, str], name: str) -> list[str]:
+    """Every value of a repeatable parameter: all of them from a query string (``getlist``), else the one."""
+    getlist = getattr(params, "getlist", None)
+    if callable(getlist):
+        return [str(v) for v in getlist(name)]
+    value = params.get(name)
+    return [value] if value else []
+
+
+def session_filter(p: Mapping[str, str], now: datetime | None = None,
+                   metadata: Iterable[str] = ()) -> tuple[str, SessionFilter]:
+    """The ``range`` preset and the :class:`SessionFilter` of cleaned parameters ``p`` (``metadata``:
+    every ``metadata`` value of the URL)."""
     preset, start, end = _window(p, now)
     return preset, SessionFilter(
         start=start, end=end, user_id=p.get("user_id"), user_id_contains=p.get("user_id_contains"), q=p.get("q"),
         has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
+        tag=p.get("tag"), metadata=parse_metadata(metadata),
     )
 
 
@@ -208,7 +230,7 @@ def session_query(params: Mapping[str, str], now: datetime | None = None,
                   cols: Iterable[str] = ()) -> SessionQuery:
     """Parse the sessions page's query string (``cols``: every ``cols`` value of the URL)."""
     p = clean(params)
-    preset, filters = session_filter(p, now)
+    preset, filters = session_filter(p, now, every_value(params, "metadata"))
     sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
     return SessionQuery(
         filters=filters, range=preset, sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
@@ -266,18 +288,22 @@ def window_param(moment: datetime, *, up: bool = False) -> str:
     return whole.replace(tzinfo=None).isoformat()
 
 
-def link(params: Mapping[str, str], path: str, drop: tuple[str, ...] = (), **changes: str | None) -> str:
-    """``path`` with the current non-empty parameters, minus ``drop``, with ``changes`` applied."""
-    merged = {k: v for k, v in clean(params).items() if k not in drop}
-    for key, value in changes.items():
-        if value is None or value == "":
-            merged.pop(key, None)
+def link(params: Mapping[str, str | list[str]], path: str, drop: tuple[str, ...] = (),
+         **changes: str | list[str] | None) -> str:
+    """``path`` with the current non-empty parameters, minus ``drop``, with ``changes`` applied (a
+    list value is a repeated parameter, like ``metadata``)."""
+    merged: dict[str, str | list[str]] = {}
+    for key, value in [*((k, v) for k, v in params.items() if k not in drop), *changes.items()]:
+        kept: str | list[str] = value.strip() if isinstance(value, str) else [
+            v.strip() for v in value or () if v.strip()]
+        if kept:
+            merged[key] = kept
         else:
-            merged[key] = value
-    return f"{path}?{urlencode(merged)}" if merged else path
+            merged.pop(key, None)
+    return f"{path}?{urlencode(merged, doseq=True)}" if merged else path
 
 
-def narrow_link(params: Mapping[str, str], path: str) -> Callable[[datetime, datetime], str]:
+def narrow_link(params: Mapping[str, str | list[str]], path: str) -> Callable[[datetime, datetime], str]:
     """The link of a chart bar: the same view over the bar's time window (a custom range, first page)."""
     def narrow(start: datetime, end: datetime) -> str:
         return link(params, path, drop=("cursor", "range"), start=window_param(start),

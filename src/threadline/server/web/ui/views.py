@@ -22,6 +22,7 @@ from threadline.server.evals.lifecycle import idle_timeout_seconds
 from threadline.server.model import Page, SessionSummary, UserSummary
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.labels import known_tags, metadata_param
 from threadline.server.query.lifecycle import project_settings, session_state
 from threadline.server.query.overview import activity, overview, timeseries, turn_marks
 from threadline.server.query.projects import list_projects, project_id, project_totals
@@ -202,6 +203,7 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         params.pop("cols", None)  # one canonical cols=…, which every link of the page keeps
         if query.cols_param:
             params["cols"] = query.cols_param
+        params["metadata"] = metadata_param(query.filters.metadata)  # every pair (repeated), kept by links
         limit = min(query.limit, 500)
         means: dict[str, float] = {}
         if query.ranking is not None:
@@ -231,6 +233,10 @@ def sessions_page(request: Request, project: str, conn: ReadConn) -> HTMLRespons
         if "evals" in query.columns else [],
         shown=query.columns, column_toggles=query.column_toggles(params, request.url.path),
         user_ids=recent_user_ids(conn, project),
+        known_tags=known_tags(conn, project_id(conn, project) or 0),
+        metadata_filters=[(key, value, link(params, request.url.path, drop=("cursor",), metadata=metadata_param(
+            tuple(pair for pair in query.filters.metadata if pair != (key, value)))))
+            for key, value in query.filters.metadata],
         export_links=export, ranking=query.ranking, means=means,
         version=activity(conn, project) if query.live else "",
         sort_link=lambda column, default="desc": sort_link(params, request.url.path, column, query.sort,
