@@ -6,6 +6,7 @@ times over HTTP and prints p50/p95/p99 in milliseconds. ``--reuse PATH`` keeps t
 file between runs (filled on the first run, reused afterwards).
 
     python -m bench.query [--db sqlite|postgres|both] [--spans 1000000] [--reuse PATH] [--repeat 200] [--budget 30]
+                          [--only metrics]
 """
 
 from __future__ import annotations
@@ -114,7 +115,25 @@ def queries(sessions: list[str], users: list[str], traces: list[str]) -> list[Qu
         ("users list (last_seen desc)", lambda r: (f"{base}/users", {})),
         ("users list (sessions desc)", lambda r: (f"{base}/users", {"sort": "sessions"})),
         ("user detail", lambda r: (f"{base}/users/{r.choice(users)}", {})),
+        *metrics_queries(base),
     ]
+
+
+#: Metrics timed per group: the default metrics, and a p99 metric the groups are sorted by.
+METRICS_P99 = ["count(turns)", "p99(latency)", "sum(tokens)"]
+
+
+def metrics_queries(base: str) -> list[Query]:
+    """``GET …/metrics`` grouped by session, user, model and day, with the default metrics and a p99."""
+    out: list[Query] = []
+    for group in ("session", "user", "model", "day"):
+        default = {"group_by": group, "limit": 1000}
+        p99 = {**default, "metric": METRICS_P99, "order_by": "p99(latency)"}
+        out.append((f"metrics by {group} (default metrics, limit 1000)",
+                    lambda r, params=default: (f"{base}/metrics", params)))
+        out.append((f"metrics by {group} (p99(latency) sort, limit 1000)",
+                    lambda r, params=p99: (f"{base}/metrics", params)))
+    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,13 +142,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def time_queries(base_url: str, repeat: int, budget: float) -> list[tuple[str, list[float]]]:
-    """Milliseconds of up to ``repeat`` requests of each query (at most ``budget`` seconds per query)."""
+def time_queries(base_url: str, repeat: int, budget: float, only: list[str] | None = None
+                 ) -> list[tuple[str, list[float]]]:
+    """Milliseconds of up to ``repeat`` requests of each query (at most ``budget`` seconds per query);
+    ``only``: just the queries whose label contains one of these strings."""
     rng = random.Random(5)
     results = []
     with httpx.Client(base_url=base_url, timeout=300) as client:
         sessions, users, traces = sample_ids(client)
         for label, build in queries(sessions, users, traces):
+            if only and not any(part in label for part in only):
+                continue
             timings: list[float] = []
             deadline = time.monotonic() + budget
             for i in range(repeat + 3):
@@ -156,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=200, help="timed requests per query")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per query at most (fewer requests)")
     parser.add_argument("--threads", type=int, default=12, help="concurrent OTLP/HTTP clients while filling")
+    parser.add_argument("--only", action="append", default=None, metavar="TEXT",
+                        help="time only the queries whose label contains TEXT (repeatable), e.g. --only metrics")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     console = Console(width=150)
@@ -175,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"{backend}: {project['spans']:,} spans, {project['traces']:,} turns, "
                           f"{project['sessions']:,} sessions, {project['users']:,} users{size}{filled}")
             console.print(f"{backend}: {footprint_line(footprint(url), tables=6)}")
-            results = time_queries(server.base_url, args.repeat, args.budget)
+            results = time_queries(server.base_url, args.repeat, args.budget, args.only)
             table = Table(title=f"Query latency over HTTP, {backend}, {project['spans']:,} spans")
             for column in ("query", "requests", "p50 ms", "p95 ms", "p99 ms", "mean ms"):
                 table.add_column(column, justify="right" if column != "query" else "left")

@@ -13,6 +13,10 @@ A metric is written ``agg(field)``:
 
 Aggregations: ``count sum mean min max p50 p90 p95 p99`` (percentiles interpolate linearly
 between closest ranks). Turns are selected by their start time (``start``/``end``) and the filters.
+
+The database computes the metrics, sorts the groups and cuts them at ``limit`` (``_sql_rows``);
+only ``group_by=tag`` and the ``tag`` filter are computed in Python (``_python_rows``), because
+tags are only found in the compressed span attributes.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import CTE, Connection, Float, Integer, Numeric, and_, case, cast, exists, func, literal, select
 
 from threadline import conventions as cv
 from threadline.server.query.errors import InvalidQuery
@@ -180,6 +185,19 @@ def compute_metrics(
     pid = project_id(conn, project)
     if pid is None:
         return MetricsResult(group_by, texts, [])
+    if group_by == "tag" or filters.tag is not None:
+        # Tags are read from the span attributes (compressed payloads), which SQL cannot see: this
+        # path loads the selected turns and aggregates in Python. A ``trace_tags`` table would let
+        # ``_units`` join the tags (and the filter be an EXISTS) instead, and this path would go.
+        ordered = _python_rows(conn, pid, group_by, parsed, filters, sort_key, order, limit)
+    else:
+        ordered = _sql_rows(conn, pid, group_by, parsed, filters, sort_key, order, limit)
+    return MetricsResult(group_by, texts, [MetricsRow(r.group, {k: r.values[k] for k in texts}) for r in ordered])
+
+
+def _python_rows(conn: Connection, pid: int, group_by: str, parsed: Sequence[Metric], filters: MetricsFilter,
+                 sort_key: str, order: str, limit: int) -> list[MetricsRow]:
+    """The metrics computed in Python over the selected turns (the tag group and filter)."""
     groups = _groups(conn, pid, group_by, filters)
     needs = {m.field for m in parsed}
     session_rows = _sessions(conn, pid, groups) if needs & {"turns", "duration"} else {}
@@ -191,8 +209,239 @@ def compute_metrics(
     present = [r for r in rows if r.values[sort_key] is not None]
     absent = sorted((r for r in rows if r.values[sort_key] is None), key=lambda r: r.group)
     present.sort(key=lambda r: (r.values[sort_key], r.group), reverse=order == "desc")
-    ordered = (present + absent)[:limit]
-    return MetricsResult(group_by, texts, [MetricsRow(r.group, {k: r.values[k] for k in texts}) for r in ordered])
+    return (present + absent)[:limit]
+
+
+# --- Metrics computed by the database -------------------------------------------------------------
+#
+# ``_units`` selects one row per unit (a turn; grouped by model, an LLM call of a selected turn) with
+# its group key ``g``. Each *source* is a set of rows per group that metrics aggregate over: the
+# units themselves, the group's distinct sessions joined to their rollups, and the annotations of
+# the group's distinct sessions or turns, one source per annotation name. Each source is grouped by
+# ``g`` in SQL; the sources are joined on ``g`` to the units' groups, sorted by the sort metric
+# (rounded as it is returned, NULL last, then by group) and cut at ``limit``, so Python only sees
+# the rows returned. Percentiles: ``percentile_cont`` on PostgreSQL; on SQLite the two closest
+# ranks are picked with ``row_number()`` and interpolated the same way (timeconv.percentile).
+
+_DAY_NS = 86_400 * 10**9
+#: Turn fields whose sums, minima and maxima are integers (as they are in Python).
+_INT_FIELDS = frozenset({"tokens", "prompt_tokens", "completion_tokens", "llm_calls", "spans"})
+
+
+@dataclass(slots=True)
+class _Source:
+    """Rows aggregated per group ``g``: ``value`` columns by name, and the metrics over them."""
+
+    name: str
+    rows: Any  # a selectable with a ``g`` column
+    metrics: list[tuple[int, Metric, str]] = field(default_factory=list)  # (index, metric, column)
+
+
+def _units(pid: int, group_by: str, filters: MetricsFilter) -> Any:
+    """One row per turn (grouped by model: per LLM call of a turn) with its group key ``g``."""
+    tu = t.turns
+    turn_filter = [tu.c.project_id == pid]
+    if filters.start is not None:
+        turn_filter.append(tu.c.start_ns >= to_ns(filters.start))
+    if filters.end is not None:
+        turn_filter.append(tu.c.start_ns <= to_ns(filters.end))
+    if filters.user_id is not None:
+        turn_filter.append(tu.c.user_id == filters.user_id)
+    if filters.session_id is not None:
+        turn_filter.append(tu.c.session_id == filters.session_id)
+    tr, sp = t.traces, t.spans
+    calls_of_turn = (tr.c.project_id == pid, tr.c.session_id == tu.c.session_id, tr.c.turn_key == tu.c.turn_key,
+                     sp.c.project_id == pid, sp.c.trace_id == tr.c.trace_id, sp.c.kind == "LLM")
+    if filters.model is not None and group_by != "model":
+        turn_filter.append(exists().where(*calls_of_turn, sp.c.model == filters.model))
+    ids = (func.coalesce(tu.c.first_trace_id, "").label("trace_id"), tu.c.session_id, tu.c.user_id)
+    if group_by == "model":
+        model_filter = [] if filters.model is None else [sp.c.model == filters.model]
+        return select(
+            func.coalesce(sp.c.model, "(unknown)").label("g"), *ids,
+            sp.c.total_tokens.label("tokens"), sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.cost,
+            (cast(sp.c.end_ns - sp.c.start_ns, Float) / literal(1e6, Float)).label("latency"),
+            case((sp.c.status == "ERROR", literal(1.0, Float)), else_=literal(0.0, Float)).label("errors"),
+            literal(1.0, Float).label("llm_calls"), literal(1.0, Float).label("spans"),
+        ).select_from(tu.join(tr, and_(*calls_of_turn[:3])).join(sp, and_(*calls_of_turn[3:]))).where(
+            *turn_filter, *model_filter)
+    key: Any = {"session": tu.c.session_id, "user": tu.c.user_id, "day": tu.c.start_ns // _DAY_NS}[group_by]
+    if group_by == "user":
+        turn_filter.append(tu.c.user_id.is_not(None))
+    return select(
+        key.label("g"), *ids, tu.c.total_tokens.label("tokens"), tu.c.prompt_tokens, tu.c.completion_tokens,
+        tu.c.cost, (cast(tu.c.end_ns - tu.c.start_ns, Float) / literal(1e6, Float)).label("latency"),
+        case((tu.c.errors != 0, literal(1.0, Float)), else_=literal(0.0, Float)).label("errors"),
+        tu.c.llm_calls, tu.c.spans,
+    ).where(*turn_filter)
+
+
+def _sources(pid: int, units: Any, metrics: Sequence[Metric]) -> list[_Source]:
+    """The units source (first: it defines the groups) and the sources the other metrics need."""
+    main = _Source("u", units)
+    sources: dict[str, _Source] = {}
+    group_sessions = select(units.c.g, units.c.session_id).distinct().cte("group_sessions")
+    group_turns = select(units.c.g, units.c.trace_id).distinct().cte("group_turns")
+    s, a = t.sessions, t.annotations
+    for index, m in enumerate(metrics):
+        if m.field in TURN_FIELDS or m.field.startswith("count_"):
+            main.metrics.append((index, m, m.field))
+        elif m.field in SESSION_FIELDS:
+            if "s" not in sources:
+                sources["s"] = _Source("s", select(
+                    group_sessions.c.g, cast(s.c.turns, Float).label("turns"),
+                    (cast(s.c.duration_ns, Float) / literal(1e6, Float)).label("duration"),
+                ).join_from(group_sessions, s, and_(s.c.project_id == pid,
+                                                    s.c.session_id == group_sessions.c.session_id)))
+            sources["s"].metrics.append((index, m, m.field))
+        else:
+            kind = "session" if m.field in ("score", "label") else "trace"
+            name = f"a{len(sources)}"
+            key = f"{kind}:{m.name}"
+            if key not in sources:
+                targets = group_sessions.c.session_id if kind == "session" else group_turns.c.trace_id
+                sources[key] = _Source(name, select(
+                    targets.table.c.g, a.c.label, a.c.score,
+                ).join_from(targets.table, a, and_(a.c.project_id == pid, a.c.target_kind == kind,
+                                                   a.c.name == m.name, a.c.target_id == targets)))
+            sources[key].metrics.append((index, m, "label" if m.aggregation == "rate" else "score"))
+    return [main, *sources.values()]
+
+
+def _round(value: Any, digits: int, postgres: bool) -> Any:
+    """``value`` rounded as Python rounds the returned value (for sorting)."""
+    return func.round(cast(value, Numeric) if postgres else value, digits)
+
+
+def _grouped(source: _Source, postgres: bool) -> tuple[Any, dict[int, tuple[list[str], Any]]]:
+    """``source`` grouped by ``g``: per metric index, the names of its raw columns and its sort column."""
+    rows = source.rows if isinstance(source.rows, CTE) else source.rows.subquery(f"{source.name}_rows")
+    ranks: dict[str, tuple[Any, Any]] = {}
+    percentile_columns = sorted({col for _, m, col in source.metrics if m.aggregation[0] == "p"})
+    if percentile_columns and not postgres:
+        # Rank of each value in its group (NULLs last) and the number of values.
+        counted = {"count_turns": "trace_id", "count_sessions": "session_id", "count_users": "user_id"}
+        used = {counted.get(m.field, col) for _, m, col in source.metrics}
+        windowed = select(rows.c.g, *(c for c in rows.c if c.name in used), *(
+            x for col in percentile_columns for x in (
+                func.row_number().over(partition_by=rows.c.g, order_by=(rows.c[col].is_(None), rows.c[col]))
+                .label(f"rank_{col}"), func.count(rows.c[col]).over(partition_by=rows.c.g).label(f"n_{col}")))
+        ).subquery(f"{source.name}_ranked")
+        ranks = {col: (windowed.c[f"rank_{col}"], windowed.c[f"n_{col}"]) for col in percentile_columns}
+        rows = windowed
+    columns: list[Any] = [rows.c.g]
+    out: dict[int, list[str]] = {}
+    for index, m, col in source.metrics:
+        value: Any = rows.c.get(col)  # None for the distinct counts
+        agg = m.aggregation
+        if agg == "rate":
+            matched = func.sum(case((value == m.label, 1), else_=0))
+            labelled = func.count(value)
+            parts = [matched, labelled]
+            sort = _round(cast(matched, Float) / func.nullif(labelled, 0), 8, postgres)
+        elif m.field in ("count_turns", "count_sessions", "count_users"):
+            target = rows.c[{"count_turns": "trace_id", "count_sessions": "session_id",
+                             "count_users": "user_id"}[m.field]]
+            parts = [func.count(target.distinct())]
+            sort = parts[0]
+        elif agg == "count":
+            parts = [func.count(value)]
+            sort = parts[0]
+        elif agg == "sum":
+            parts = [func.sum(value)]
+            sort = _round(parts[0], 8, postgres)
+        elif agg == "mean":
+            parts = [func.sum(value), func.count(value)]
+            sort = _round(func.avg(value), 8, postgres)
+        elif agg in ("min", "max"):
+            parts = [getattr(func, agg)(value)]
+            sort = parts[0]
+        else:
+            fraction = int(agg[1:]) / 100
+            if postgres:
+                picked: Any = func.percentile_cont(literal(fraction, Float)).within_group(value)
+            else:
+                rank, count = ranks[col]
+                position = (count - 1) * literal(fraction, Float)
+                low = cast(position, Integer)
+                high = func.min(low + 1, count - 1)
+                at_low = func.max(case((rank - 1 == low, value)))
+                at_high = func.max(case((rank - 1 == high, value)))
+                picked = at_low + (at_high - at_low) * func.max(position - low)
+            parts = [picked]
+            sort = _round(picked, 3, postgres)
+        out[index] = [f"m{index}_{i}" for i in range(len(parts))]
+        columns.extend(part.label(name) for part, name in zip(parts, out[index], strict=True))
+        columns.append(sort.label(f"m{index}_sort"))
+    grouped = select(*columns).group_by(rows.c.g).subquery(f"{source.name}_grouped")
+    return grouped, {i: (names, grouped.c[f"m{i}_sort"]) for i, names in out.items()}
+
+
+def _finish(m: Metric, group_by: str, raw: Sequence[Any]) -> float | None:
+    """The returned value of ``m`` from its raw aggregate columns (as Python computed it)."""
+    agg = m.aggregation
+    if agg == "rate":
+        matched, labelled = raw
+        return round(int(matched) / int(labelled), 8) if labelled else None
+    if agg == "count" or m.field.startswith("count_"):
+        return float(raw[0] or 0)
+    if raw[0] is None:
+        return None
+    integral = m.field in _INT_FIELDS and not (group_by == "model" and m.field in ("llm_calls", "spans"))
+    first: float = (int(raw[0]) if integral else float(raw[0])) if isinstance(raw[0], Decimal) else raw[0]
+    if agg == "sum":
+        return round(first, 8)
+    if agg == "mean":
+        return round(first / int(raw[1]), 8)
+    if agg in ("min", "max"):
+        return first
+    return round(float(first), 3)
+
+
+def _sql_rows(conn: Connection, pid: int, group_by: str, parsed: Sequence[Metric], filters: MetricsFilter,
+              sort_key: str, order: str, limit: int) -> list[MetricsRow]:
+    """The metrics computed by the database, the rows sorted and cut there."""
+    postgres = conn.dialect.name == "postgresql"
+    units = _units(pid, group_by, filters).cte("units")
+    sources = _sources(pid, units, parsed)
+    grouped = [_grouped(source, postgres) for source in sources]
+    main = grouped[0][0]
+    joined = main
+    columns: dict[int, tuple[list[Any], Any]] = {}
+    for position, (table, metric_columns) in enumerate(grouped):
+        if position:
+            joined = joined.outerjoin(table, table.c.g == main.c.g)
+        for index, (names, sort) in metric_columns.items():
+            columns[index] = ([table.c[n] for n in names], sort)
+    sort_index = next(i for i, m in enumerate(parsed) if m.text == sort_key)
+    sort_metric = parsed[sort_index]
+    sort = columns[sort_index][1]
+    if sort_metric.aggregation == "count" or sort_metric.field.startswith("count_"):
+        sort = func.coalesce(sort, 0)
+    group = main.c.g.collate("C") if postgres and group_by != "day" else main.c.g
+    missing = case((sort.is_(None), 1), else_=0)
+    if order == "desc":
+        ordering = [missing, sort.desc(), case((sort.is_(None), group)).asc(), group.desc()]
+    else:
+        ordering = [missing, sort.asc(), group.asc()]
+    query = select(main.c.g, *(c for index in range(len(parsed)) for c in columns[index][0])).select_from(
+        joined).order_by(*ordering).limit(limit)
+    out = []
+    for row in conn.execute(query):
+        values: dict[str, float | None] = {}
+        offset = 1
+        for index, m in enumerate(parsed):
+            width = len(columns[index][0])
+            values[m.text] = _finish(m, group_by, row[offset:offset + width])
+            offset += width
+        key = row[0]
+        if group_by == "day":
+            key = datetime.fromtimestamp(key * 86_400, tz=UTC).date().isoformat()
+        out.append(MetricsRow(key, values))
+    return out
+
+
+# --- Metrics computed in Python (the tag group and filter) ----------------------------------------
 
 
 def _turn_query(pid: int, filters: MetricsFilter) -> Any:
