@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SERVER_STAMP := $(VENV)/.server-stamp
 export THREADLINE_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: serve test lint typecheck bench demo system-deps js-deps clean
+.PHONY: serve test lint typecheck bench demo system-deps js-deps clean openapi
 
 # The server alone (make serve, make demo).
 $(SERVER_STAMP): pyproject.toml
@@ -59,6 +59,10 @@ lint: $(STAMP)
 ## test: every test, on SQLite and PostgreSQL, plus lint
 test: $(STAMP) system-deps js-deps lint
 	$(BIN)/pytest -q
+
+## openapi: regenerate docs/openapi.json, the committed OpenAPI document (tests/api/test_openapi_snapshot.py)
+openapi: $(SERVER_STAMP)
+	$(BIN)/python -m threadline.server.web.openapi_snapshot docs/openapi.json
 
 ## bench: ingest, overload and query benchmarks (prints figures and ratios)
 bench: $(STAMP)

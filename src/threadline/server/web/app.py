@@ -27,9 +27,11 @@ from threadline.server.web.api import annotation_configs as annotation_configs_a
 from threadline.server.web.api import annotations as annotations_api
 from threadline.server.web.api import erase as erase_api
 from threadline.server.web.api import evals, keys, lifecycle, metrics, projects, sessions, traces, users
-from threadline.server.web.api.errors import install_error_handlers
+from threadline.server.web.api.errors import API_ERRORS, API_ERRORS_NAMED, install_error_handlers
 from threadline.server.web.api.guards import reject_unstorable_text
+from threadline.server.web.api.schemas import Health
 from threadline.server.web.browser import BrowserSafety
+from threadline.server.web.openapi_snapshot import install_openapi
 from threadline.server.web.paths import EncodedSlashes
 from threadline.server.web.ui import login
 from threadline.server.web.ui.views import router as ui_router
@@ -106,24 +108,29 @@ def create_app(runtime: Runtime) -> FastAPI:
         dependencies=[Depends(reject_unstorable_text)],
     )
     _attach(app, runtime)
+    install_openapi(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and store readiness")
+    @app.get("/healthz", tags=["health"], summary="Liveness and store readiness", response_model=Health,
+             responses={k: v for k, v in API_ERRORS.items() if k in (400, 503)})
     def healthz() -> JSONResponse:
         runtime.store.ping()
         return JSONResponse({"status": "ok"})
 
     app.include_router(otlp.router)
-    app.include_router(projects.router)
-    app.include_router(keys.router)
-    app.include_router(annotations_api.router)  # before sessions: /sessions/{id:path}/breakdown
-    app.include_router(annotation_configs_api.router)
-    app.include_router(lifecycle.router)
-    app.include_router(evals.router)
-    app.include_router(metrics.router)
-    app.include_router(erase_api.router)  # DELETE …/sessions|users/{id:path}: before their GET routers
-    app.include_router(sessions.router)
-    app.include_router(users.router)
-    app.include_router(traces.router)
+    # Every API route declares the errors it can give (web/api/errors.py); routes whose path names a
+    # project (every router below but projects, keys and evals) may also answer 404.
+    app.include_router(projects.router, responses=API_ERRORS)
+    app.include_router(keys.router, responses=API_ERRORS)  # its DELETE declares its own 404
+    app.include_router(annotations_api.router, responses=API_ERRORS_NAMED)  # before sessions: …/breakdown
+    app.include_router(annotation_configs_api.router, responses=API_ERRORS_NAMED)
+    app.include_router(lifecycle.router, responses=API_ERRORS_NAMED)
+    app.include_router(evals.router, responses=API_ERRORS)  # its project routes declare their own 404
+    app.include_router(metrics.router, responses=API_ERRORS_NAMED)
+    # DELETE …/sessions|users/{id:path}: before their GET routers
+    app.include_router(erase_api.router, responses=API_ERRORS_NAMED)
+    app.include_router(sessions.router, responses=API_ERRORS_NAMED)
+    app.include_router(users.router, responses=API_ERRORS_NAMED)
+    app.include_router(traces.router, responses=API_ERRORS_NAMED)
     app.include_router(login.router)
     app.include_router(ui_router)
 

@@ -90,7 +90,33 @@ async def _read_body(request: Request, limit: int, ticket: Ticket) -> bytes | by
     return b"".join(chunks)
 
 
-@router.post("/v1/traces", include_in_schema=True, tags=["otlp"], summary="OTLP/HTTP trace export")
+def _otlp_answer(description: str, json_schema: dict[str, object]) -> dict[str, object]:
+    return {"description": description, "content": {
+        PROTOBUF: {"schema": {"type": "string", "format": "binary"}}, JSON: {"schema": json_schema}}}
+
+
+_STATUS_SCHEMA: dict[str, object] = {
+    "type": "object", "description": "google.rpc.Status (in the request's encoding)",
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "details": {"type": "array"}}}
+#: OTLP answers: an ExportTraceServiceResponse, or a google.rpc.Status in the request's encoding.
+OTLP_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: _otlp_answer("ExportTraceServiceResponse (partialSuccess names refused spans)", {
+        "type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {
+            "rejectedSpans": {"type": "string"}, "errorMessage": {"type": "string"}}}}}),
+    400: _otlp_answer("Undecodable body (or a body shorter than its Content-Length)", _STATUS_SCHEMA),
+    401: _otlp_answer("No valid credentials (auth on)", _STATUS_SCHEMA),
+    403: _otlp_answer("The key may not ingest into this project", _STATUS_SCHEMA),
+    413: _otlp_answer("Body over THREADLINE_MAX_REQUEST_BYTES", _STATUS_SCHEMA),
+    415: _otlp_answer("Neither application/x-protobuf nor application/json (answered in protobuf)", _STATUS_SCHEMA),
+    503: _otlp_answer("Overloaded or the store is unavailable: retry after Retry-After", _STATUS_SCHEMA),
+}
+
+
+@router.post("/v1/traces", include_in_schema=True, tags=["otlp"], summary="OTLP/HTTP trace export",
+             response_class=Response, responses=OTLP_RESPONSES, openapi_extra={"requestBody": {
+                 "required": True, "description": "ExportTraceServiceRequest; Content-Encoding gzip accepted",
+                 "content": {PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                             JSON: {"schema": {"type": "object"}}}}})
 async def export_traces(request: Request) -> Response:
     """Receive an OTLP ``ExportTraceServiceRequest`` (protobuf or JSON, optionally gzip)."""
     service: IngestService = request.app.state.ingest

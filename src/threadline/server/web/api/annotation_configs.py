@@ -27,6 +27,7 @@ from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
+from threadline.server.web.api.schemas import AnnotationConfigList, AnnotationConfigOut
 
 router = APIRouter(tags=["annotations"], dependencies=[allow(Action.READ)])
 MAX_NAME = 200
@@ -102,14 +103,16 @@ def _name(name: str) -> str:
     return name
 
 
-@router.get("/v1/projects/{project}/annotation-configs", summary="Annotation configs of a project")
+@router.get("/v1/projects/{project}/annotation-configs", summary="Annotation configs of a project",
+            response_model=AnnotationConfigList)
 def config_list(project: str, conn: ReadConn) -> JSONResponse:
     """Every stored config, plus the default config of every built-in evaluator not configured."""
     pid = _project(conn, project)
     return JSONResponse({"data": [c.as_dict() for c in effective_configs(conn, pid).values()]})
 
 
-@router.get("/v1/projects/{project}/annotation-configs/{name:path}", summary="One annotation config")
+@router.get("/v1/projects/{project}/annotation-configs/{name:path}", summary="One annotation config",
+            response_model=AnnotationConfigOut)
 def config(project: str, name: str, conn: ReadConn) -> JSONResponse:
     """The stored config of ``name``, else its evaluator's default (404 when neither exists)."""
     found = effective_config(conn, _project(conn, project), _name(name))
@@ -119,7 +122,8 @@ def config(project: str, name: str, conn: ReadConn) -> JSONResponse:
 
 
 @router.put("/v1/projects/{project}/annotation-configs/{name:path}",
-            dependencies=[allow(Action.ADMIN)], summary="Create or replace an annotation config")
+            dependencies=[allow(Action.ADMIN)], summary="Create or replace an annotation config",
+            response_model=AnnotationConfigOut)
 def put_config(
     project: str, name: str, request: Request,
     body: Annotated[AnnotationConfigIn, Body(description="kind, labels, direction, min/max score, description")],

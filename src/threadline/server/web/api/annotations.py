@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from threadline.server.auth.roles import Action
+from threadline.server.model import Annotation
 from threadline.server.query.annotation_configs import list_annotation_configs
 from threadline.server.query.annotations import (
     AnnotationFilter,
@@ -30,6 +31,7 @@ from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
+from threadline.server.web.api.schemas import AnnotationList, Breakdown, Rankings, WrittenAnnotations
 from threadline.server.web.api.serialize import to_json
 from threadline.server.web.api.sessions import SessionFilterParams
 
@@ -96,7 +98,8 @@ def _store(request: Request) -> Store:
 
 
 @router.post("/v1/projects/{project}/annotations",
-             dependencies=[allow(Action.WRITE)], summary="Create or update annotations (one or a batch)")
+             dependencies=[allow(Action.WRITE)], summary="Create or update annotations (one or a batch)",
+             response_model=WrittenAnnotations)
 def upsert(
     project: str, request: Request,
     body: Annotated[OneOrBatch, Body(
@@ -129,7 +132,7 @@ def upsert(
     return JSONResponse({"data": to_json(written)})
 
 
-@router.get("/v1/projects/{project}/annotations", summary="List annotations")
+@router.get("/v1/projects/{project}/annotations", summary="List annotations", response_model=AnnotationList)
 def annotation_list(
     project: str, conn: ReadConn,
     target_kind: TargetKind | None = None,
@@ -148,7 +151,8 @@ def annotation_list(
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
 
 
-@router.get("/v1/projects/{project}/annotations/{annotation_id}", summary="One annotation")
+@router.get("/v1/projects/{project}/annotations/{annotation_id}", summary="One annotation",
+            response_model=Annotation)
 def annotation(project: str, annotation_id: RowId, conn: ReadConn) -> JSONResponse:
     """An annotation by id."""
     found = get_annotation(conn, project, annotation_id)
@@ -169,7 +173,8 @@ def remove(project: str, annotation_id: RowId, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/projects/{project}/rankings", summary="Sessions, turns or users ranked by an annotation score")
+@router.get("/v1/projects/{project}/rankings", summary="Sessions, turns or users ranked by an annotation score",
+            response_model=Rankings)
 def rankings(
     project: str, conn: ReadConn,
     name: Annotated[str, Query(min_length=1, description="annotation name, e.g. user_frustration")],
@@ -208,7 +213,8 @@ def rankings(
 
 
 @router.get("/v1/projects/{project}/sessions/{session_id:path}/breakdown",
-            summary="Where a conversation breaks: first broken turn and per-turn scores")
+            summary="Where a conversation breaks: first broken turn and per-turn scores",
+            response_model=Breakdown)
 def breakdown(project: str, session_id: str, conn: ReadConn) -> JSONResponse:
     """The first failed or badly-labelled turn (``null`` when none) and every turn's annotation summaries."""
     turns = turn_scores(conn, project, session_id)

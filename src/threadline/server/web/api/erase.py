@@ -16,6 +16,7 @@ from threadline.server.store.engine import Store
 from threadline.server.store.erase import EraseTargetMissing, erase
 from threadline.server.web.access import allow
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.schemas import Erased
 
 router = APIRouter(tags=["erase"])
 
@@ -37,7 +38,7 @@ async def _erase(request: Request, project: str, *, session_id: str | None = Non
 
 
 @router.delete("/v1/projects/{project}/users/{user_id:path}", dependencies=[allow(Action.ADMIN)],
-               summary="Erase a user's data")
+               summary="Erase a user's data", response_model=Erased)
 async def erase_user(project: str, user_id: str, request: Request) -> JSONResponse:
     """Erase every trace of the user (spans, turns, search rows, annotations on any of them and on the
     user; sessions left empty go too) and repair the rollups. Body: ``{project, user_id, erased:
@@ -46,13 +47,14 @@ async def erase_user(project: str, user_id: str, request: Request) -> JSONRespon
 
 
 @router.delete("/v1/projects/{project}/sessions/{session_id:path}", dependencies=[allow(Action.ADMIN)],
-               summary="Erase a session")
+               summary="Erase a session", response_model=Erased)
 async def erase_session(project: str, session_id: str, request: Request) -> JSONResponse:
     """Erase one session and everything in it (users left with no data go too)."""
     return await _erase(request, project, session_id=session_id)
 
 
-@router.delete("/v1/projects/{project}", dependencies=[allow(Action.ADMIN)], summary="Erase a project")
+@router.delete("/v1/projects/{project}", dependencies=[allow(Action.ADMIN)], summary="Erase a project",
+                response_model=Erased)
 async def erase_project(project: str, request: Request) -> JSONResponse:
     """Erase a whole project: its data, annotations, annotation configs, eval runs and settings."""
     return await _erase(request, project)

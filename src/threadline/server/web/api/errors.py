@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -92,3 +94,44 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "unexpected server error; see the server log")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable ``code`` and a message for people."""
+
+    code: str = Field(description="e.g. invalid_request, invalid_query, not_found, session_not_found")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every API error: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+_ERROR_TEXT = {
+    400: "Invalid request (`invalid_request`: a parameter or body the schema refuses, text with NUL or a lone "
+         "surrogate; `invalid_query`: a cursor, search or time range that cannot be answered; or a route's own code)",
+    401: "No valid credentials (auth on): send `Authorization: Bearer <key>`",
+    403: "The credentials may not do this here (role, project, or a missing CSRF token)",
+    404: "No such project, session, user, trace, annotation, key, run or config (or no such path)",
+    409: "Conflicts with the server's state",
+    503: "The database is unavailable; retry after `Retry-After` seconds",
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` declaring ``statuses`` with the error body (and their headers)."""
+    return {status: {"model": ErrorBody, "description": _ERROR_TEXT[status],
+                     **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {})}
+            for status in statuses}
+
+
+#: The errors any API route can give: a refused parameter, auth, and a database that is down.
+API_ERRORS = error_responses(400, 401, 403, 503)
+#: …plus 404, for routes whose path names a project, session, user, trace, key, run or config.
+API_ERRORS_NAMED = error_responses(400, 401, 403, 404, 503)

@@ -21,8 +21,9 @@ from threadline.server.store.engine import Store
 from threadline.server.web.access import allow
 from threadline.server.web.api.annotations import RowId
 from threadline.server.web.api.deps import ReadConn
-from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.errors import ApiError, error_responses
 from threadline.server.web.api.guards import check_json_text
+from threadline.server.web.api.schemas import EvalRun, EvaluatorList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["evals"], dependencies=[allow(Action.READ)])
@@ -56,7 +57,7 @@ def _jobs(request: Request) -> EvalJobs:
         return jobs
 
 
-@router.get("/v1/evaluators", summary="Built-in evaluators")
+@router.get("/v1/evaluators", summary="Built-in evaluators", response_model=EvaluatorList)
 def evaluators() -> JSONResponse:
     """Name, kind (LLM or CODE), what they judge, direction, labels (with polarity and score), description."""
     out = []
@@ -70,7 +71,8 @@ def evaluators() -> JSONResponse:
 
 
 @router.post("/v1/projects/{project}/eval-runs",
-             dependencies=[allow(Action.WRITE)], status_code=202, summary="Start an evaluation run")
+             dependencies=[allow(Action.WRITE)], status_code=202, summary="Start an evaluation run",
+             response_model=EvalRun, responses=error_responses(404, 409))
 def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -> JSONResponse:
     """Start evaluating in the background (only what is due); poll ``GET …/eval-runs/{id}`` for progress."""
     for name in body.evaluators:
@@ -91,7 +93,8 @@ def start_run(project: str, body: EvalRunIn, request: Request, conn: ReadConn) -
     return JSONResponse(to_json(jobs.get(project, pid, run_id)), status_code=202)
 
 
-@router.get("/v1/projects/{project}/eval-runs/{run_id}", summary="Progress and report of an evaluation run")
+@router.get("/v1/projects/{project}/eval-runs/{run_id}", summary="Progress and report of an evaluation run",
+            response_model=EvalRun, responses=error_responses(404))
 def get_run(project: str, run_id: RowId, request: Request, conn: ReadConn) -> JSONResponse:
     """``state`` (queued, running, done, failed, interrupted), ``done``/``total`` and, when finished, the report.
 

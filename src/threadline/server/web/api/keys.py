@@ -18,8 +18,9 @@ from threadline.server.store.credentials import ApiKey, KeyExists, create_key, l
 from threadline.server.store.engine import Store
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
-from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.errors import ApiError, error_responses
 from threadline.server.web.api.guards import text_problem
+from threadline.server.web.api.schemas import ApiKeyList, CreatedKey
 from threadline.server.web.api.serialize import rfc3339
 
 router = APIRouter(tags=["keys"], dependencies=[allow(Action.ADMIN, global_scope=True)])
@@ -60,13 +61,14 @@ def _key_json(key: ApiKey) -> dict[str, Any]:
             "hint": key.hint, "created_at": rfc3339(datetime.fromtimestamp(key.created_ns / 1e9, UTC))}
 
 
-@router.get("/v1/keys", summary="List API keys (without their secrets)")
+@router.get("/v1/keys", summary="List API keys (without their secrets)", response_model=ApiKeyList)
 def keys(conn: ReadConn) -> JSONResponse:
     """Every key: name, role, projects, the key's first characters, creation time."""
     return JSONResponse({"data": [_key_json(key) for key in list_keys(conn)], "next_cursor": None})
 
 
-@router.post("/v1/keys", status_code=201, summary="Create an API key (the secret is shown once)")
+@router.post("/v1/keys", status_code=201, summary="Create an API key (the secret is shown once)",
+             response_model=CreatedKey, responses=error_responses(409))
 def create(body: KeyIn, request: Request) -> JSONResponse:
     """Create a key; the answer's ``key`` is the secret, which is not stored and never shown again."""
     store: Store = request.app.state.store
@@ -78,7 +80,8 @@ def create(body: KeyIn, request: Request) -> JSONResponse:
     return JSONResponse({**_key_json(key), "key": secret}, status_code=201)
 
 
-@router.delete("/v1/keys/{name:path}", status_code=204, summary="Revoke an API key")
+@router.delete("/v1/keys/{name:path}", status_code=204, summary="Revoke an API key",
+               responses=error_responses(404))
 def revoke(name: str, request: Request) -> Response:
     """Revoke the key at once (every server sharing the database stops accepting it)."""
     store: Store = request.app.state.store

@@ -22,6 +22,7 @@ from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.guards import check_json_text
+from threadline.server.web.api.schemas import ProjectSettings, SessionClosed, SessionState
 from threadline.server.web.api.serialize import rfc3339
 
 router = APIRouter(tags=["lifecycle"], dependencies=[allow(Action.READ)])
@@ -57,7 +58,7 @@ def _body(settings: Settings, stored: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/v1/projects/{project}/sessions/{session_id:path}/close",
-             dependencies=[allow(Action.WRITE)], summary="Close a session now")
+             dependencies=[allow(Action.WRITE)], summary="Close a session now", response_model=SessionClosed)
 def close(project: str, session_id: str, request: Request) -> JSONResponse:
     """Close a session (a new turn re-opens it); the project's online evaluators then run on it."""
     store: Store = request.app.state.store
@@ -73,7 +74,8 @@ def close(project: str, session_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"session_id": session_id, "closed": True, "already_closed": not outcome})
 
 
-@router.get("/v1/projects/{project}/sessions/{session_id:path}/state", summary="Is a session open or closed")
+@router.get("/v1/projects/{project}/sessions/{session_id:path}/state", summary="Is a session open or closed",
+            response_model=SessionState)
 def state(project: str, session_id: str, conn: ReadConn) -> JSONResponse:
     """``{session_id, closed, closed_at, last_activity_at}`` (times RFC 3339; ``closed_at`` null when open)."""
     pid = project_id(conn, project)
@@ -86,7 +88,8 @@ def state(project: str, session_id: str, conn: ReadConn) -> JSONResponse:
                          "last_activity_at": rfc3339(to_datetime(activity))})
 
 
-@router.get("/v1/projects/{project}/settings", summary="A project's session settings")
+@router.get("/v1/projects/{project}/settings", summary="A project's session settings",
+            response_model=ProjectSettings)
 def get_settings(project: str, request: Request) -> JSONResponse:
     """Idle timeout and retention (own and effective) and online evaluators."""
     store: Store = request.app.state.store
@@ -99,7 +102,8 @@ def get_settings(project: str, request: Request) -> JSONResponse:
 
 
 @router.put("/v1/projects/{project}/settings",
-            dependencies=[allow(Action.ADMIN)], summary="Change a project's session settings")
+            dependencies=[allow(Action.ADMIN)], summary="Change a project's session settings",
+            response_model=ProjectSettings)
 def put_settings(project: str, body: ProjectSettingsIn, request: Request) -> JSONResponse:
     """Replace the idle timeout, the retention and the online evaluators (unknown evaluators: 400)."""
     for name in body.online_evaluators:

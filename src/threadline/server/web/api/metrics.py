@@ -12,6 +12,7 @@ from threadline.server.auth.roles import Action
 from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.schemas import Metrics
 
 router = APIRouter(tags=["metrics"], dependencies=[allow(Action.READ)])
 
@@ -24,7 +25,8 @@ METRIC_HELP = (
 )
 
 
-@router.get("/v1/projects/{project}/metrics", summary="Metrics grouped by session, user, model, tag or day")
+@router.get("/v1/projects/{project}/metrics", summary="Metrics grouped by session, user, model, tag or day",
+            response_model=Metrics)
 def metrics(
     project: str,
     conn: ReadConn,

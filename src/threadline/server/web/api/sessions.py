@@ -15,6 +15,7 @@ from threadline.server.query.sessions import SessionFilter, get_session, list_se
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.schemas import SessionBody, SessionList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["sessions"], dependencies=[allow(Action.READ)])
@@ -46,7 +47,8 @@ def session_filter(
 SessionFilterParams = Annotated[SessionFilter, Depends(session_filter)]
 
 
-@router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)")
+@router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)",
+            response_model=SessionList)
 def sessions(
     project: str,
     conn: ReadConn,
@@ -63,7 +65,8 @@ def sessions(
                          "prev_cursor": page.prev_cursor})
 
 
-@router.get("/v1/projects/{project}/sessions/{session_id:path}", summary="One session, turn by turn")
+@router.get("/v1/projects/{project}/sessions/{session_id:path}", summary="One session, turn by turn",
+            response_model=SessionBody)
 def session(
     project: str,
     session_id: str,

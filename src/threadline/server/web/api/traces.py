@@ -15,12 +15,14 @@ from threadline.server.query.traces import TraceFilter, get_trace, list_traces
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.schemas import SpanList, TraceDetail, TraceList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["traces"], dependencies=[allow(Action.READ)])
 
 
-@router.get("/v1/projects/{project}/traces", summary="List traces (with or without a session)")
+@router.get("/v1/projects/{project}/traces", summary="List traces (with or without a session)",
+            response_model=TraceList)
 def trace_list(
     project: str,
     conn: ReadConn,
@@ -47,7 +49,8 @@ def trace_list(
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
 
 
-@router.get("/v1/projects/{project}/traces/{trace_id}", summary="One trace with all its spans")
+@router.get("/v1/projects/{project}/traces/{trace_id}", summary="One trace with all its spans",
+            response_model=TraceDetail)
 def trace(project: str, trace_id: str, conn: ReadConn) -> JSONResponse:
     """``{trace_id, session_id, spans: [Span]}`` in start order."""
     detail = get_trace(conn, project, trace_id.lower())
@@ -56,7 +59,7 @@ def trace(project: str, trace_id: str, conn: ReadConn) -> JSONResponse:
     return JSONResponse(to_json(detail))
 
 
-@router.get("/v1/projects/{project}/spans", summary="List spans")
+@router.get("/v1/projects/{project}/spans", summary="List spans", response_model=SpanList)
 def spans(
     project: str,
     conn: ReadConn,

@@ -12,13 +12,14 @@ from threadline.server.query.users import get_user, list_users
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
+from threadline.server.web.api.schemas import UserBody, UserList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["users"], dependencies=[allow(Action.READ)])
 Sort = Literal["last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors"]
 
 
-@router.get("/v1/projects/{project}/users", summary="List users")
+@router.get("/v1/projects/{project}/users", summary="List users", response_model=UserList)
 def users(
     project: str,
     conn: ReadConn,
@@ -35,7 +36,8 @@ def users(
                          "prev_cursor": page.prev_cursor})
 
 
-@router.get("/v1/projects/{project}/users/{user_id:path}", summary="One user and their sessions")
+@router.get("/v1/projects/{project}/users/{user_id:path}", summary="One user and their sessions",
+            response_model=UserBody)
 def user(
     project: str,
     user_id: str,
