@@ -11,6 +11,7 @@ from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import DecodedSpan
 from threadline.server.ingest.pricing import cost_usd
 from threadline.server.store.payload import read_span
+from threadline.server.store.records import SPAN_COLUMNS_END
 
 
 def span(attrs: dict[str, object], *, parent: str | None = None, status: str = "UNSET",
@@ -196,7 +197,8 @@ def test_tool_span_detail_is_named_by_the_span_when_attributes_do_not() -> None:
 def test_plain_spans_have_no_detail_and_no_message_turn_key() -> None:
     record = normalize(span({"openinference.span.kind": "CHAIN", "input.value": "hello", "output.value": "bye"}))
     assert (record.turn_key, read_span(record.payload).detail) == (None, None)
-    assert record.payload is record[-1]  # the last field of the record
+    assert record.payload is record[SPAN_COLUMNS_END - 1]  # the last column of `spans` in the record
+    assert (record.tags, record.metadata) == ((), ())  # after the columns: no tags, no metadata
 
 
 def test_provider_body_without_text_is_never_shown_raw() -> None:
