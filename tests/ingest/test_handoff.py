@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -27,8 +28,19 @@ def records(n: int, text: str) -> list[SpanRecord]:
 
 
 def accept_one(listener: JobListener) -> socket.socket | None:
+    """Accept the next connection and read its key as the writer's event loop does: the client once
+    it has presented the right key, ``None`` once it was dropped."""
     listener.sock.settimeout(10)
-    return listener.accept()
+    before = set(listener.greeting)
+    listener.accept()
+    (client,) = set(listener.greeting) - before
+    while client in listener.greeting:
+        readable, _, _ = select.select([client], [], [], 10)
+        assert readable, "the client sent nothing within 10 s"
+        ready = listener.greet(client)
+        if ready is not None:
+            return ready
+    return None
 
 
 def test_jobs_arrive_whole_and_in_order(tmp_path: Path) -> None:
@@ -95,3 +107,27 @@ def test_a_sender_gives_up_when_no_writer_comes(tmp_path: Path) -> None:
     sender = JobSender(WriterAddress.new(str(tmp_path)), connect_timeout=0.3)
     with pytest.raises(WriterUnreachable, match="not reachable"):
         sender.send(1, pack_records(records(1, "x")))
+
+
+def test_a_silent_client_holds_up_nobody(tmp_path: Path) -> None:
+    """A connection that never presents its key waits aside; the next client is served meanwhile."""
+    address = WriterAddress.new(str(tmp_path))
+    listener = JobListener(address)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(address.path)
+    listener.sock.settimeout(10)
+    listener.accept()  # returns at once, without reading anything from it
+    assert len(listener.greeting) == 1
+    sender = JobSender(address)
+    thread = threading.Thread(target=lambda: sender.send(3, pack_records(records(1, "meanwhile"))))
+    thread.start()
+    client = accept_one(listener)
+    assert client is not None
+    job = read_job(FrameReader(client))
+    thread.join()
+    assert job is not None and job.job_id == 3
+    assert len(listener.greeting) == 1  # the silent one is still waiting, harmlessly
+    sender.close()
+    silent.close()
+    listener.close()
+    assert not listener.greeting
