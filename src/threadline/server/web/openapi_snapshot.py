@@ -17,16 +17,44 @@ from fastapi.openapi.utils import get_openapi
 
 SNAPSHOT = Path("docs/openapi.json")
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+#: Text no database can store is a 400 in every path, query and body (web/api/guards.py): the document says so.
+NUL_FREE = r"^[^\x00]*$"
+
+
+def _nul_free(schema: dict[str, Any], components: dict[str, Any], seen: set[str]) -> None:
+    """Give every free string inside ``schema`` (following ``$ref`` into ``components``) :data:`NUL_FREE`."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name not in seen and name in components:
+            seen.add(name)
+            _nul_free(components[name], components, seen)
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(schema):
+        schema["pattern"] = NUL_FREE
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key, []):
+            _nul_free(option, components, seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _nul_free(schema[key], components, seen)
+    for child in schema.get("properties", {}).values():
+        _nul_free(child, components, seen)
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document without FastAPI's 422 answers: a refused request is a 400 here."""
     spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                        description=app.description, routes=app.routes, tags=app.openapi_tags)
+    schemas = spec.get("components", {}).get("schemas", {})
+    inputs: set[str] = set()
     for operations in spec.get("paths", {}).values():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-    schemas = spec.get("components", {}).get("schemas", {})
+            for parameter in operation.get("parameters", []):
+                _nul_free(parameter["schema"], schemas, inputs)
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _nul_free(media.get("schema", {}), schemas, inputs)
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
     return spec

@@ -6,7 +6,6 @@ Runs are recorded in the store (:mod:`threadline.server.evals.jobs`), so their s
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -20,7 +19,7 @@ from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
 from threadline.server.web.access import allow
 from threadline.server.web.api.annotations import RowId
-from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.errors import ApiError, error_responses
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.schemas import EvalRun, EvaluatorList
@@ -37,7 +36,7 @@ class EvalRunIn(BaseModel):
 
     evaluators: list[str] = Field(min_length=1, max_length=20, description="Evaluator names (GET /v1/evaluators)")
     session_ids: list[str] | None = Field(default=None, max_length=10_000, description="Only these sessions")
-    since: datetime | None = Field(default=None, description="Only sessions active since (RFC 3339)")
+    since: Timestamp | None = Field(default=None, description="Only sessions active since (RFC 3339)")
     identifier: str = Field(default=DEFAULT_IDENTIFIER, max_length=200)
     closed_only: bool = False
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -11,7 +10,7 @@ from fastapi.responses import JSONResponse
 from threadline.server.auth.roles import Action
 from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.schemas import Metrics
 
 router = APIRouter(tags=["metrics"], dependencies=[allow(Action.READ)])
@@ -32,8 +31,8 @@ def metrics(
     conn: ReadConn,
     group_by: Literal["session", "user", "model", "tag", "day"] = "day",
     metric: Annotated[list[str] | None, Query(description=METRIC_HELP)] = None,
-    start: Annotated[datetime | None, Query(description="Turns started at or after (RFC 3339)")] = None,
-    end: Annotated[datetime | None, Query(description="Turns started at or before (RFC 3339)")] = None,
+    start: Annotated[Timestamp | None, Query(description="Turns started at or after (RFC 3339)")] = None,
+    end: Annotated[Timestamp | None, Query(description="Turns started at or before (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only this user's turns")] = None,
     session_id: Annotated[str | None, Query(description="Only this session's turns")] = None,
     model: Annotated[str | None, Query(description="Only turns with an LLM call of this model")] = None,

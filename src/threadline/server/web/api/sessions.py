@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -13,7 +12,7 @@ from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.labels import parse_metadata_filter
 from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.schemas import SessionBody, SessionList
 from threadline.server.web.api.serialize import to_json
@@ -24,8 +23,8 @@ Order = Literal["asc", "desc"]
 
 
 def session_filter(
-    start: Annotated[datetime | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
-    end: Annotated[datetime | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
+    start: Annotated[Timestamp | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
+    end: Annotated[Timestamp | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only sessions this user took part in")] = None,
     user_id_contains: Annotated[str | None, Query(
         description="Only sessions a user whose id contains this text (case-insensitive) took part in")] = None,

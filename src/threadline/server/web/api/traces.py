@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -13,7 +12,7 @@ from threadline.server.query.labels import parse_metadata_filter
 from threadline.server.query.spans import SpanFilter, list_spans
 from threadline.server.query.traces import TraceFilter, get_trace, list_traces
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.schemas import SpanList, TraceDetail, TraceList
 from threadline.server.web.api.serialize import to_json
@@ -31,8 +30,8 @@ def trace_list(
     status: Annotated[Literal["ok", "error"] | None, Query(
         description="error: a span of the trace failed; ok: none did")] = None,
     q: Annotated[str | None, Query(description="Full-text search over the trace's input and output")] = None,
-    start: Annotated[datetime | None, Query(description="Traces started at or after this time (RFC 3339)")] = None,
-    end: Annotated[datetime | None, Query(description="Traces started at or before this time (RFC 3339)")] = None,
+    start: Annotated[Timestamp | None, Query(description="Traces started at or after this time (RFC 3339)")] = None,
+    end: Annotated[Timestamp | None, Query(description="Traces started at or before this time (RFC 3339)")] = None,
     user_id: Annotated[str | None, Query(description="Only this user's traces")] = None,
     session_id: Annotated[str | None, Query(description="Only the traces of this session")] = None,
     tag: Annotated[str | None, Query(description="Only traces tagged so (tag.tags)")] = None,
@@ -68,8 +67,8 @@ def spans(
     trace_id: str | None = None,
     kind: Annotated[str | None, Query(description="OpenInference span kind, e.g. LLM, TOOL, CHAIN")] = None,
     q: Annotated[str | None, Query(description="Full-text search over the turn text of the span's trace")] = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Timestamp | None = None,
+    end: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JSONResponse:
