@@ -16,6 +16,7 @@ from rich.table import Table
 
 from threadline.server.cli_args import TIME, TIME_FORMATS, require_known
 from threadline.server.cli_store import db_option, open_configured_store
+from threadline.server.query.metrics import GROUPS
 
 
 @click.group("eval")
@@ -103,7 +104,7 @@ def run_command(project: str, evaluators: tuple[str, ...], since: datetime | Non
 
 @click.command("metrics")
 @click.option("--project", required=True, help="Project to measure.")
-@click.option("--group-by", type=click.Choice(["session", "user", "model", "tag", "day"]), default="day",
+@click.option("--group-by", type=click.Choice(GROUPS), default="day",
               show_default=True)
 @click.option("--metric", "metrics", multiple=True,
               help="agg(field), repeatable: e.g. sum(tokens), p95(latency), mean(score:user_frustration), "

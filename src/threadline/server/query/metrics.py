@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import CTE, Connection, Float, Integer, Numeric, and_, case, cast, exists, func, literal, select
 
@@ -39,7 +39,9 @@ from threadline.server.query.timeconv import percentile, to_ns
 from threadline.server.store import schema as t
 from threadline.server.store.payload import read_span
 
-GROUPS = ("session", "user", "model", "tag", "day")
+MetricsGroup = Literal["session", "user", "model", "tag", "day"]
+"""What metrics can be grouped by (the API's ``group_by`` type, the CLI's ``--group-by`` choices)."""
+GROUPS: tuple[str, ...] = get_args(MetricsGroup)
 TURN_FIELDS = ("tokens", "prompt_tokens", "completion_tokens", "cost", "latency", "errors", "llm_calls", "spans")
 SESSION_FIELDS = ("turns", "duration")
 AGGREGATIONS = ("count", "sum", "mean", "min", "max", "p50", "p90", "p95", "p99")

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Row, and_, or_, select
 
@@ -23,6 +23,7 @@ from threadline.server.store import schema as t
 from threadline.server.store.fulltext import EmptySearch, count_hits, matching_traces, session_has_match
 
 SessionSort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
+"""The sort keys of the sessions list (the API's ``sort`` type; the UI and the CLI take these too)."""
 SESSION_SORTS: dict[str, Any] = {
     "start_time": t.sessions.c.start_ns,
     "end_time": t.sessions.c.end_ns,
@@ -32,6 +33,7 @@ SESSION_SORTS: dict[str, Any] = {
     "duration": t.sessions.c.duration_ns,
     "errors": t.sessions.c.errors,
 }
+assert tuple(SESSION_SORTS) == get_args(SessionSort)  # one list: the type and the columns agree
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Row, select, tuple_
 
@@ -17,6 +17,8 @@ from threadline.server.query.sessions import check_limit, check_order, summaries
 from threadline.server.query.timeconv import to_datetime
 from threadline.server.store import schema as t
 
+UserSort = Literal["last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors"]
+"""The sort keys of the users list (the API's ``sort`` type; the UI takes these too)."""
 USER_SORTS: dict[str, Any] = {
     "last_seen": t.users.c.last_seen_ns,
     "first_seen": t.users.c.first_seen_ns,
@@ -26,6 +28,7 @@ USER_SORTS: dict[str, Any] = {
     "cost": t.users.c.cost,
     "errors": t.users.c.errors,
 }
+assert tuple(USER_SORTS) == get_args(UserSort)  # one list: the type and the columns agree
 
 
 def list_users(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
-from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, compute_metrics
+from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, MetricsGroup, compute_metrics
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.schemas import Metrics
@@ -29,7 +29,7 @@ METRIC_HELP = (
 def metrics(
     project: str,
     conn: ReadConn,
-    group_by: Literal["session", "user", "model", "tag", "day"] = "day",
+    group_by: MetricsGroup = "day",
     metric: Annotated[list[str] | None, Query(description=METRIC_HELP)] = None,
     start: Annotated[Timestamp | None, Query(description="Turns started at or after (RFC 3339)")] = None,
     end: Annotated[Timestamp | None, Query(description="Turns started at or before (RFC 3339)")] = None,

@@ -26,6 +26,7 @@ from threadline.server.model import (
     UserSummary,
 )
 from threadline.server.query.annotations import RankedTarget, TurnScores
+from threadline.server.query.metrics import MetricsGroup
 
 __all__ = ["TraceDetail"]  # a route body as it is in the model
 
@@ -157,7 +158,7 @@ class MetricsRow(BaseModel):
 class Metrics(BaseModel):
     """``GET …/metrics``."""
 
-    group_by: Literal["session", "user", "model", "tag", "day"]
+    group_by: MetricsGroup
     metrics: list[str]
     data: list[MetricsRow]
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from threadline.server.auth.roles import Action
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
 from threadline.server.query.labels import parse_metadata_filter
-from threadline.server.query.sessions import SessionFilter, get_session, list_sessions
+from threadline.server.query.sessions import SessionFilter, SessionSort, get_session, list_sessions
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn, Timestamp
 from threadline.server.web.api.errors import ApiError
@@ -18,7 +18,6 @@ from threadline.server.web.api.schemas import SessionBody, SessionList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["sessions"], dependencies=[allow(Action.READ)])
-Sort = Literal["start_time", "end_time", "turns", "tokens", "cost", "duration", "errors"]
 Order = Literal["asc", "desc"]
 
 
@@ -52,7 +51,7 @@ def sessions(
     project: str,
     conn: ReadConn,
     filters: SessionFilterParams,
-    sort: Sort = "start_time",
+    sort: SessionSort = "start_time",
     order: Order = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor or prev_cursor of another page")] = None,

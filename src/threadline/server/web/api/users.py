@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
-from threadline.server.query.users import get_user, list_users
+from threadline.server.query.users import UserSort, get_user, list_users
 from threadline.server.web.access import allow
 from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError
@@ -16,7 +16,6 @@ from threadline.server.web.api.schemas import UserBody, UserList
 from threadline.server.web.api.serialize import to_json
 
 router = APIRouter(tags=["users"], dependencies=[allow(Action.READ)])
-Sort = Literal["last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors"]
 
 
 @router.get("/v1/projects/{project}/users", summary="List users", response_model=UserList)
@@ -24,7 +23,7 @@ def users(
     project: str,
     conn: ReadConn,
     q: Annotated[str | None, Query(description="Part of a user id (case-insensitive)")] = None,
-    sort: Sort = "last_seen",
+    sort: UserSort = "last_seen",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor or prev_cursor of another page")] = None,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
+from threadline.server.query import sessions as query_sessions
+from threadline.server.query import users as query_users
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.labels import MetadataFilter, parse_metadata_filter
 from threadline.server.query.sessions import SessionFilter
@@ -33,7 +35,7 @@ RANGES: dict[str, tuple[str, timedelta | None]] = {
     "30d": ("Last 30 days", timedelta(days=30)),
     "custom": ("Custom (UTC)", None),
 }
-SESSION_SORTS = ("start_time", "end_time", "turns", "tokens", "cost", "duration", "errors")
+SESSION_SORTS = tuple(query_sessions.SESSION_SORTS)
 #: The sessions table's optional columns (``cols=``, comma-separated, in this order) and their labels;
 #: session, first input, last output and start are always shown. ``cols=none`` shows none of these.
 SESSION_COLUMNS: dict[str, str] = {
@@ -41,7 +43,7 @@ SESSION_COLUMNS: dict[str, str] = {
     "errors": "Errors", "latency": "Latency p50/p99", "evals": "Evaluations",
 }
 NO_COLUMNS = "none"
-USER_SORTS = ("last_seen", "first_seen", "sessions", "turns", "tokens", "cost", "errors")
+USER_SORTS = tuple(query_users.USER_SORTS)
 
 
 SCORE_PREFIX = "score:"
