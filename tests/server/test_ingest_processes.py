@@ -35,7 +35,11 @@ def ingest_processes(server: ServerProcess) -> tuple[int, list[int]]:
     for child in spawned:
         inodes = set()
         for fd in Path(f"/proc/{child}/fd").iterdir():
-            match = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(fd))
+            try:
+                target = os.readlink(fd)
+            except OSError:  # closed (or the process exited) while we looked
+                continue
+            match = re.fullmatch(r"socket:\[(\d+)\]", target)
             if match:
                 inodes.add(match.group(1))
         if inodes & named:

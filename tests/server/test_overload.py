@@ -239,7 +239,7 @@ def current_writer(server: ServerProcess) -> int | None:
     """The writer's pid, or ``None`` while it is being replaced."""
     try:
         return ingest_processes(server)[0]
-    except AssertionError:
+    except (AssertionError, OSError):  # mid-replacement: no writer yet, or a process gone while read
         return None
 
 
