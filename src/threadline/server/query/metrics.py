@@ -15,16 +15,13 @@ Aggregations: ``count sum mean min max p50 p90 p95 p99`` (percentiles interpolat
 between closest ranks). Turns are selected by their start time (``start``/``end``) and the filters.
 
 The database computes the metrics, sorts the groups and cuts them at ``limit`` (``_sql_rows``);
-only ``group_by=tag`` and the ``tag`` filter are computed in Python (``_python_rows``), because
-tags are only found in the compressed span attributes.
+tags come from ``trace_tags`` (extracted at ingest), so the tag group and filter are SQL too.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,12 +29,10 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import CTE, Connection, Float, Integer, Numeric, and_, case, cast, exists, func, literal, select
 
-from threadline import conventions as cv
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.projects import project_id
-from threadline.server.query.timeconv import percentile, to_ns
+from threadline.server.query.timeconv import to_ns
 from threadline.server.store import schema as t
-from threadline.server.store.payload import read_span
 
 MetricsGroup = Literal["session", "user", "model", "tag", "day"]
 """What metrics can be grouped by (the API's ``group_by`` type, the CLI's ``--group-by`` choices)."""
@@ -117,54 +112,6 @@ class MetricsResult:
     rows: list[MetricsRow]
 
 
-@dataclass(slots=True)
-class _Unit:
-    """A turn (or, grouped by model, an LLM call) with its numbers."""
-
-    trace_id: str
-    session_id: str | None
-    user_id: str | None
-    values: tuple[float, ...]  # in TURN_FIELDS order
-
-
-_FIELD_INDEX = {name: i for i, name in enumerate(TURN_FIELDS)}
-
-
-@dataclass(slots=True)
-class _Group:
-    units: list[_Unit] = field(default_factory=list)
-
-
-def _aggregate(agg: str, values: Sequence[float]) -> float | None:
-    if agg == "count":
-        return float(len(values))
-    if not values:
-        return None
-    if agg == "sum":
-        return round(sum(values), 8)
-    if agg == "mean":
-        return round(sum(values) / len(values), 8)
-    if agg == "min":
-        return min(values)
-    if agg == "max":
-        return max(values)
-    return percentile(list(values), int(agg[1:]) / 100)
-
-
-def _chunks(items: Sequence[str], size: int = 500) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start:start + size])
-
-
-def _tags(raw: Any) -> list[str]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return [raw]
-    return [str(x) for x in raw] if isinstance(raw, list) else []
-
-
 def compute_metrics(
     conn: Connection, project: str, group_by: str, metrics: Sequence[str] = DEFAULT_METRICS,
     filters: MetricsFilter | None = None, order_by: str | None = None, order: str = "desc", limit: int = 50,
@@ -187,31 +134,8 @@ def compute_metrics(
     pid = project_id(conn, project)
     if pid is None:
         return MetricsResult(group_by, texts, [])
-    if group_by == "tag" or filters.tag is not None:
-        # Tags are read from the span attributes (compressed payloads), which SQL cannot see: this
-        # path loads the selected turns and aggregates in Python. A ``trace_tags`` table would let
-        # ``_units`` join the tags (and the filter be an EXISTS) instead, and this path would go.
-        ordered = _python_rows(conn, pid, group_by, parsed, filters, sort_key, order, limit)
-    else:
-        ordered = _sql_rows(conn, pid, group_by, parsed, filters, sort_key, order, limit)
+    ordered = _sql_rows(conn, pid, group_by, parsed, filters, sort_key, order, limit)
     return MetricsResult(group_by, texts, [MetricsRow(r.group, {k: r.values[k] for k in texts}) for r in ordered])
-
-
-def _python_rows(conn: Connection, pid: int, group_by: str, parsed: Sequence[Metric], filters: MetricsFilter,
-                 sort_key: str, order: str, limit: int) -> list[MetricsRow]:
-    """The metrics computed in Python over the selected turns (the tag group and filter)."""
-    groups = _groups(conn, pid, group_by, filters)
-    needs = {m.field for m in parsed}
-    session_rows = _sessions(conn, pid, groups) if needs & {"turns", "duration"} else {}
-    notes = _annotations(conn, pid, groups, parsed)
-    rows = []
-    for key, group in groups.items():
-        values = {m.text: _value(m, group, session_rows, notes) for m in parsed}
-        rows.append(MetricsRow(key, values))
-    present = [r for r in rows if r.values[sort_key] is not None]
-    absent = sorted((r for r in rows if r.values[sort_key] is None), key=lambda r: r.group)
-    present.sort(key=lambda r: (r.values[sort_key], r.group), reverse=order == "desc")
-    return (present + absent)[:limit]
 
 
 # --- Metrics computed by the database -------------------------------------------------------------
@@ -251,9 +175,12 @@ def _units(pid: int, group_by: str, filters: MetricsFilter) -> Any:
         turn_filter.append(tu.c.user_id == filters.user_id)
     if filters.session_id is not None:
         turn_filter.append(tu.c.session_id == filters.session_id)
-    tr, sp = t.traces, t.spans
+    tr, sp, tt = t.traces, t.spans, t.trace_tags
     calls_of_turn = (tr.c.project_id == pid, tr.c.session_id == tu.c.session_id, tr.c.turn_key == tu.c.turn_key,
                      sp.c.project_id == pid, sp.c.trace_id == tr.c.trace_id, sp.c.kind == "LLM")
+    tags_of_turn = (*calls_of_turn[:3], tt.c.project_id == pid, tt.c.trace_id == tr.c.trace_id)
+    if filters.tag is not None:  # a tag on any trace of the turn (extracted at ingest: trace_tags)
+        turn_filter.append(exists().where(*tags_of_turn, tt.c.tag == filters.tag))
     if filters.model is not None and group_by != "model":
         turn_filter.append(exists().where(*calls_of_turn, sp.c.model == filters.model))
     ids = (func.coalesce(tu.c.first_trace_id, "").label("trace_id"), tu.c.session_id, tu.c.user_id)
@@ -267,7 +194,15 @@ def _units(pid: int, group_by: str, filters: MetricsFilter) -> Any:
             literal(1.0, Float).label("llm_calls"), literal(1.0, Float).label("spans"),
         ).select_from(tu.join(tr, and_(*calls_of_turn[:3])).join(sp, and_(*calls_of_turn[3:]))).where(
             *turn_filter, *model_filter)
-    key: Any = {"session": tu.c.session_id, "user": tu.c.user_id, "day": tu.c.start_ns // _DAY_NS}[group_by]
+    source: Any = tu
+    if group_by == "tag":  # a turn counts once in each tag of any of its traces
+        tagged = select(tu.c.session_id, tu.c.turn_key, tt.c.tag).distinct().select_from(
+            tu.join(tr, and_(*calls_of_turn[:3])).join(tt, and_(*tags_of_turn[3:]))).where(
+            tu.c.project_id == pid).subquery("tagged")
+        source = tu.join(tagged, and_(tagged.c.session_id == tu.c.session_id, tagged.c.turn_key == tu.c.turn_key))
+        key: Any = tagged.c.tag
+    else:
+        key = {"session": tu.c.session_id, "user": tu.c.user_id, "day": tu.c.start_ns // _DAY_NS}[group_by]
     if group_by == "user":
         turn_filter.append(tu.c.user_id.is_not(None))
     return select(
@@ -275,7 +210,7 @@ def _units(pid: int, group_by: str, filters: MetricsFilter) -> Any:
         tu.c.cost, (cast(tu.c.end_ns - tu.c.start_ns, Float) / literal(1e6, Float)).label("latency"),
         case((tu.c.errors != 0, literal(1.0, Float)), else_=literal(0.0, Float)).label("errors"),
         tu.c.llm_calls, tu.c.spans,
-    ).where(*turn_filter)
+    ).select_from(source).where(*turn_filter)
 
 
 def _sources(pid: int, units: Any, metrics: Sequence[Metric]) -> list[_Source]:
@@ -441,149 +376,3 @@ def _sql_rows(conn: Connection, pid: int, group_by: str, parsed: Sequence[Metric
             key = datetime.fromtimestamp(key * 86_400, tz=UTC).date().isoformat()
         out.append(MetricsRow(key, values))
     return out
-
-
-# --- Metrics computed in Python (the tag group and filter) ----------------------------------------
-
-
-def _turn_query(pid: int, filters: MetricsFilter) -> Any:
-    """The selected turns; ``trace_id`` is each turn's first trace (the target of its annotations)."""
-    tu = t.turns
-    query = select(tu.c.first_trace_id.label("trace_id"), tu.c.turn_key, tu.c.session_id, tu.c.user_id,
-                   tu.c.start_ns, tu.c.end_ns, tu.c.errors, tu.c.prompt_tokens, tu.c.completion_tokens,
-                   tu.c.total_tokens, tu.c.cost, tu.c.llm_calls, tu.c.spans).where(tu.c.project_id == pid)
-    if filters.start is not None:
-        query = query.where(tu.c.start_ns >= to_ns(filters.start))
-    if filters.end is not None:
-        query = query.where(tu.c.start_ns <= to_ns(filters.end))
-    if filters.user_id is not None:
-        query = query.where(tu.c.user_id == filters.user_id)
-    if filters.session_id is not None:
-        query = query.where(tu.c.session_id == filters.session_id)
-    return query
-
-
-def _traces_of_turns(conn: Connection, pid: int, turns: Sequence[Any]) -> dict[str, str]:
-    """``{trace_id: first trace id of its turn}`` for every trace of these turns."""
-    first = {(r.session_id, r.turn_key): r.trace_id for r in turns}
-    tr = t.traces
-    out: dict[str, str] = {}
-    for chunk in _chunks(sorted({r.session_id for r in turns})):
-        for trace_id, sid, key in conn.execute(select(tr.c.trace_id, tr.c.session_id, tr.c.turn_key).where(
-                tr.c.project_id == pid, tr.c.session_id.in_(chunk))):
-            if (sid, key) in first:
-                out[trace_id] = first[(sid, key)]
-    return out
-
-
-def _groups(conn: Connection, pid: int, group_by: str, filters: MetricsFilter) -> dict[str, _Group]:
-    turns = conn.execute(_turn_query(pid, filters)).all()
-    sp = t.spans
-    calls: dict[str, list[Any]] = defaultdict(list)
-    tags: dict[str, set[str]] = defaultdict(set)
-    need_calls = group_by == "model" or filters.model is not None
-    need_tags = group_by == "tag" or filters.tag is not None
-    turn_of = _traces_of_turns(conn, pid, turns) if need_calls or need_tags else {}
-    ids = sorted(turn_of)
-    if need_calls:
-        for chunk in _chunks(ids):
-            for call in conn.execute(select(sp.c.trace_id, sp.c.model, sp.c.start_ns, sp.c.end_ns, sp.c.status,
-                                         sp.c.prompt_tokens, sp.c.completion_tokens, sp.c.total_tokens, sp.c.cost)
-                                  .where(sp.c.project_id == pid, sp.c.kind == "LLM", sp.c.trace_id.in_(chunk))):
-                calls[turn_of[call.trace_id]].append(call)
-    if need_tags:
-        for chunk in _chunks(ids):
-            # Payloads are compressed: the tag key is looked for after reading each one.
-            for tagged in conn.execute(select(sp.c.trace_id, sp.c.payload).where(
-                    sp.c.project_id == pid, sp.c.trace_id.in_(chunk))):
-                payload = read_span(tagged.payload)
-                if f'"{cv.TAG_TAGS}"' in payload.attributes_json:
-                    tags[turn_of[tagged.trace_id]].update(_tags(payload.attributes().get(cv.TAG_TAGS)))
-    groups: dict[str, _Group] = defaultdict(_Group)
-    for r in turns:
-        if filters.model is not None and not any(c.model == filters.model for c in calls.get(r.trace_id, [])):
-            continue
-        if filters.tag is not None and filters.tag not in tags.get(r.trace_id, set()):
-            continue
-        turn = _Unit(r.trace_id, r.session_id, r.user_id, (
-            r.total_tokens, r.prompt_tokens, r.completion_tokens, r.cost, (r.end_ns - r.start_ns) / 1e6,
-            1.0 if r.errors else 0.0, r.llm_calls, r.spans))
-        if group_by == "session":
-            if r.session_id is not None:
-                groups[r.session_id].units.append(turn)
-        elif group_by == "user":
-            if r.user_id is not None:
-                groups[r.user_id].units.append(turn)
-        elif group_by == "day":
-            day = datetime.fromtimestamp(r.start_ns / 1e9, tz=UTC).date().isoformat()
-            groups[day].units.append(turn)
-        elif group_by == "tag":
-            for tag in sorted(tags.get(r.trace_id, set())):
-                groups[tag].units.append(turn)
-        else:
-            for c in calls.get(r.trace_id, []):
-                if filters.model is not None and c.model != filters.model:
-                    continue
-                groups[c.model or "(unknown)"].units.append(_Unit(r.trace_id, r.session_id, r.user_id, (
-                    c.total_tokens, c.prompt_tokens, c.completion_tokens, c.cost, (c.end_ns - c.start_ns) / 1e6,
-                    1.0 if c.status == "ERROR" else 0.0, 1.0, 1.0)))
-    return dict(groups)
-
-
-def _session_ids(groups: dict[str, _Group]) -> list[str]:
-    return sorted({u.session_id for g in groups.values() for u in g.units if u.session_id is not None})
-
-
-def _sessions(conn: Connection, pid: int, groups: dict[str, _Group]) -> dict[str, tuple[int, float]]:
-    s = t.sessions
-    out: dict[str, tuple[int, float]] = {}
-    for chunk in _chunks(_session_ids(groups)):
-        for r in conn.execute(select(s.c.session_id, s.c.turns, s.c.duration_ns).where(
-                s.c.project_id == pid, s.c.session_id.in_(chunk))):
-            out[r.session_id] = (r.turns, r.duration_ns / 1e6)
-    return out
-
-
-_Notes = dict[tuple[str, str, str], list[tuple[str | None, float | None]]]
-
-
-def _annotations(conn: Connection, pid: int, groups: dict[str, _Group], metrics: Sequence[Metric]) -> _Notes:
-    """``{(target_kind, name, target_id): [(label, score), …]}`` for the annotation metrics."""
-    a = t.annotations
-    out: _Notes = defaultdict(list)
-    for kind in ("session", "trace"):
-        fields = ("score", "label") if kind == "session" else ("turn_score", "turn_label")
-        names = sorted({m.name for m in metrics if m.field in fields and m.name})
-        if not names:
-            continue
-        ids = _session_ids(groups) if kind == "session" else sorted(
-            {u.trace_id for g in groups.values() for u in g.units})
-        for chunk in _chunks(ids):
-            for r in conn.execute(select(a.c.target_id, a.c.name, a.c.label, a.c.score).where(
-                    a.c.project_id == pid, a.c.target_kind == kind, a.c.name.in_(names), a.c.target_id.in_(chunk))):
-                out[(kind, r.name, r.target_id)].append((r.label, r.score))
-    return out
-
-
-def _value(m: Metric, group: _Group, sessions: dict[str, tuple[int, float]], notes: _Notes) -> float | None:
-    units = group.units
-    session_ids = sorted({u.session_id for u in units if u.session_id is not None})
-    if m.field == "count_turns":
-        return float(len({u.trace_id for u in units}))
-    if m.field == "count_sessions":
-        return float(len(session_ids))
-    if m.field == "count_users":
-        return float(len({u.user_id for u in units if u.user_id is not None}))
-    if m.field in TURN_FIELDS:
-        index = _FIELD_INDEX[m.field]
-        return _aggregate(m.aggregation, [u.values[index] for u in units])
-    if m.field in SESSION_FIELDS:
-        column = 0 if m.field == "turns" else 1
-        return _aggregate(m.aggregation, [float(sessions[s][column]) for s in session_ids if s in sessions])
-    kind = "session" if m.field in ("score", "label") else "trace"
-    targets = session_ids if kind == "session" else sorted({u.trace_id for u in units})
-    found = [v for target in targets for v in notes.get((kind, m.name or "", target), [])]
-    if m.aggregation == "rate":
-        labelled = [label for label, _ in found if label is not None]
-        return round(sum(1 for x in labelled if x == m.label) / len(labelled), 8) if labelled else None
-    return _aggregate(m.aggregation, [score for _, score in found if score is not None])
