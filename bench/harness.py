@@ -57,19 +57,23 @@ def machine() -> str:
 
 
 @contextmanager
-def postgres_schema() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL schema: yields (URL with search_path, schema); dropped afterwards."""
+def postgres_schema(keep: str | None = None) -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema: yields (URL with search_path, schema); dropped afterwards.
+
+    ``keep``: this schema instead (made when missing, kept afterwards), to fill once and reuse.
+    """
     import psycopg
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    schema = keep or f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     sep = "&" if "?" in POSTGRES_URL else "?"
     try:
         yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}", schema
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        if keep is None:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def footprint(db_url: str) -> Footprint:

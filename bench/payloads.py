@@ -98,14 +98,20 @@ class TrafficGenerator:
     """Yields :class:`Batch` objects until ``total_spans`` spans have been produced."""
 
     def __init__(self, total_spans: int, seed: int = 1, batch_spans: int = 300, concurrent_sessions: int = 200,
-                 start_ns: int = 1_790_000_000 * 10**9, mean_turns: float = 6.5) -> None:
+                 start_ns: int = 1_790_000_000 * 10**9, mean_turns: float = 6.5, project: str = PROJECT,
+                 max_sessions: int | None = None) -> None:
+        """``max_sessions``: start no more conversations than this (the traffic ends sooner when they are
+        all over); ``project``: the ``openinference.project.name`` resource attribute."""
         self.total_spans = total_spans
+        self.project = project
+        self.max_sessions = max_sessions
         self.batch_spans = batch_spans
         self.rng = random.Random(seed)
         self.start_ns = start_ns
         self.mean_turns = mean_turns
         self.users = [f"user-{i:05d}@example.com" for i in range(max(10, total_spans // 200))]
-        self.active = [self._new_session() for _ in range(concurrent_sessions)]
+        first = concurrent_sessions if max_sessions is None else min(concurrent_sessions, max_sessions)
+        self.active = [self._new_session() for _ in range(first)]
         self.sessions_started = len(self.active)
         self.produced = 0
 
@@ -192,7 +198,7 @@ class TrafficGenerator:
         return end + 2_000_000
 
     def _spans(self) -> Iterator[Span]:
-        while self.produced < self.total_spans:
+        while self.produced < self.total_spans and self.active:
             index = self.rng.randrange(len(self.active))
             session = self.active[index]
             for span in self._turn(session):
@@ -201,6 +207,9 @@ class TrafficGenerator:
                 self.produced += 1
                 yield span
             if session.turns_left <= 0:
+                if self.max_sessions is not None and self.sessions_started >= self.max_sessions:
+                    del self.active[index]
+                    continue
                 self.active[index] = self._new_session()
                 self.sessions_started += 1
 
@@ -210,7 +219,7 @@ class TrafficGenerator:
             request = ExportTraceServiceRequest()
             resource_spans = request.resource_spans.add()
             resource_spans.resource.attributes.extend([_kv("service.name", "bench-agent"),
-                                                       _kv("openinference.project.name", PROJECT)])
+                                                       _kv("openinference.project.name", self.project)])
             scope: ScopeSpans = resource_spans.scope_spans.add()
             scope.scope.name = "bench"
             count = 0

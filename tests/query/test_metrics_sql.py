@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 
 from support.databases import BACKENDS, fresh_database
 from threadline.server.query.metrics import (
@@ -292,3 +292,25 @@ def test_midnight_belongs_to_the_day_it_starts(filled: Store, stored: Stored) ->
     assert by_day == {day: v for day, v in oracle(stored, "day", ["count(turns)"], MetricsFilter(),
                                                    "count(turns)", "desc", 1000)}
     assert "2025-11-21" in by_day
+
+
+
+@pytest.mark.parametrize("filled", ["sqlite"], indirect=True)  # the plans asserted are SQLite's
+@pytest.mark.parametrize("group_by", ["session", "user", "day"])
+def test_turn_metrics_read_the_index_alone(filled: Store, group_by: str) -> None:
+    """Grouped by session, user or day, the turns are read from ``ix_turns_session_figures`` without
+    visiting their rows (which carry the turn text): the SQLite plan of the metrics statement says
+    so. Fails when a column a metric needs is missing from the index (migration 0009)."""
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        plans.extend(str(row[3]) for row in cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters))
+
+    metrics = ["count(turns)", "count(users)", "sum(tokens)", "sum(prompt_tokens)", "sum(completion_tokens)",
+               "sum(cost)", "mean(latency)", "p99(latency)", "sum(errors)", "sum(llm_calls)", "sum(spans)"]
+    with filled.read() as conn:
+        event.listen(conn, "before_cursor_execute", explain)
+        compute_metrics(conn, "p", group_by, metrics, order_by="p99(latency)", limit=1000)
+    turn_reads = [plan for plan in plans if plan.startswith(("SCAN turns", "SEARCH turns"))]
+    assert turn_reads, plans
+    assert all("COVERING INDEX ix_turns_session_figures" in plan for plan in turn_reads), turn_reads

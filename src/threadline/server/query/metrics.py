@@ -21,7 +21,7 @@ tags come from ``trace_tags`` (extracted at ingest), so the tag group and filter
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -268,31 +268,27 @@ def _grouped(source: _Source, postgres: bool) -> tuple[Any, dict[int, tuple[list
         rows = windowed
     columns: list[Any] = [rows.c.g]
     out: dict[int, list[str]] = {}
+    sorts: dict[int, Callable[[list[Any]], Any]] = {}  # the sort value from the grouped columns
     for index, m, col in source.metrics:
         value: Any = rows.c.get(col)  # None for the distinct counts
         agg = m.aggregation
         if agg == "rate":
-            matched = func.sum(case((value == m.label, 1), else_=0))
-            labelled = func.count(value)
-            parts = [matched, labelled]
-            sort = _round(cast(matched, Float) / func.nullif(labelled, 0), 8, postgres)
+            parts = [func.sum(case((value == m.label, 1), else_=0)), func.count(value)]
+            sorts[index] = lambda g: _round(cast(g[0], Float) / func.nullif(g[1], 0), 8, postgres)
         elif m.field in ("count_turns", "count_sessions", "count_users"):
             target = rows.c[{"count_turns": "trace_id", "count_sessions": "session_id",
                              "count_users": "user_id"}[m.field]]
             parts = [func.count(target.distinct())]
-            sort = parts[0]
         elif agg == "count":
             parts = [func.count(value)]
-            sort = parts[0]
         elif agg == "sum":
             parts = [func.sum(value)]
-            sort = _round(parts[0], 8, postgres)
+            sorts[index] = lambda g: _round(g[0], 8, postgres)
         elif agg == "mean":
             parts = [func.sum(value), func.count(value)]
-            sort = _round(func.avg(value), 8, postgres)
+            sorts[index] = lambda g: _round(cast(g[0], Float) / func.nullif(g[1], 0), 8, postgres)
         elif agg in ("min", "max"):
             parts = [getattr(func, agg)(value)]
-            sort = parts[0]
         else:
             fraction = int(agg[1:]) / 100
             if postgres:
@@ -306,12 +302,17 @@ def _grouped(source: _Source, postgres: bool) -> tuple[Any, dict[int, tuple[list
                 at_high = func.max(case((rank - 1 == high, value)))
                 picked = at_low + (at_high - at_low) * func.max(position - low)
             parts = [picked]
-            sort = _round(picked, 3, postgres)
+            sorts[index] = lambda g: _round(g[0], 3, postgres)
         out[index] = [f"m{index}_{i}" for i in range(len(parts))]
         columns.extend(part.label(name) for part, name in zip(parts, out[index], strict=True))
-        columns.append(sort.label(f"m{index}_sort"))
+    # Each aggregate is computed once, in the grouped subquery; the sort value is derived from it
+    # outside (a count(DISTINCT …) or a percentile written twice would be computed twice).
     grouped = select(*columns).group_by(rows.c.g).subquery(f"{source.name}_grouped")
-    return grouped, {i: (names, grouped.c[f"m{i}_sort"]) for i, names in out.items()}
+    result: dict[int, tuple[list[str], Any]] = {}
+    for i, names in out.items():
+        raw = [grouped.c[n] for n in names]
+        result[i] = (names, sorts[i](raw) if i in sorts else raw[0])
+    return grouped, result
 
 
 def _finish(m: Metric, group_by: str, raw: Sequence[Any]) -> float | None:

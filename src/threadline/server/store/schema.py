@@ -160,7 +160,10 @@ turns = Table(
     Column("last_start_ns", BigInteger, nullable=False),
     Column("output", Text, nullable=True),  # the assistant's final words
     PrimaryKeyConstraint("project_id", "session_id", "turn_key", name="pk_turns"),
-    Index("ix_turns_session_start", "project_id", "session_id", "start_ns"),
+    # A session's turns in order, and every figure metrics aggregate: metrics read this index alone
+    # (the rows carry the turn text). Migration 0009.
+    Index("ix_turns_session_figures", "project_id", "session_id", "start_ns", "end_ns", "total_tokens",
+          "prompt_tokens", "completion_tokens", "cost", "errors", "llm_calls", "spans", "user_id", "first_trace_id"),
 )
 
 #: A session's turns in the order the user had them (ties broken by key): every list of turns.
