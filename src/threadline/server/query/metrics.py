@@ -27,12 +27,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from sqlalchemy import CTE, Connection, Float, Integer, Numeric, and_, case, cast, exists, func, literal, select
+from sqlalchemy import CTE, Connection, Float, Numeric, and_, case, cast, exists, func, literal, select
 
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import to_ns
 from threadline.server.store import schema as t
+from threadline.server.store.percentile import PERCENTILE_FUNCTION
 
 MetricsGroup = Literal["session", "user", "model", "tag", "day"]
 """What metrics can be grouped by (the API's ``group_by`` type, the CLI's ``--group-by`` choices)."""
@@ -146,8 +147,8 @@ def compute_metrics(
 # the group's distinct sessions or turns, one source per annotation name. Each source is grouped by
 # ``g`` in SQL; the sources are joined on ``g`` to the units' groups, sorted by the sort metric
 # (rounded as it is returned, NULL last, then by group) and cut at ``limit``, so Python only sees
-# the rows returned. Percentiles: ``percentile_cont`` on PostgreSQL; on SQLite the two closest
-# ranks are picked with ``row_number()`` and interpolated the same way (timeconv.percentile).
+# the rows returned. Percentiles: ``percentile_cont`` on PostgreSQL; on SQLite the ``tl_percentile``
+# aggregate registered on every connection (store/percentile.py: the same interpolation).
 
 _DAY_NS = 86_400 * 10**9
 #: Turn fields whose sums, minima and maxima are integers (as they are in Python).
@@ -253,19 +254,6 @@ def _round(value: Any, digits: int, postgres: bool) -> Any:
 def _grouped(source: _Source, postgres: bool) -> tuple[Any, dict[int, tuple[list[str], Any]]]:
     """``source`` grouped by ``g``: per metric index, the names of its raw columns and its sort column."""
     rows = source.rows if isinstance(source.rows, CTE) else source.rows.subquery(f"{source.name}_rows")
-    ranks: dict[str, tuple[Any, Any]] = {}
-    percentile_columns = sorted({col for _, m, col in source.metrics if m.aggregation[0] == "p"})
-    if percentile_columns and not postgres:
-        # Rank of each value in its group (NULLs last) and the number of values.
-        counted = {"count_turns": "trace_id", "count_sessions": "session_id", "count_users": "user_id"}
-        used = {counted.get(m.field, col) for _, m, col in source.metrics}
-        windowed = select(rows.c.g, *(c for c in rows.c if c.name in used), *(
-            x for col in percentile_columns for x in (
-                func.row_number().over(partition_by=rows.c.g, order_by=(rows.c[col].is_(None), rows.c[col]))
-                .label(f"rank_{col}"), func.count(rows.c[col]).over(partition_by=rows.c.g).label(f"n_{col}")))
-        ).subquery(f"{source.name}_ranked")
-        ranks = {col: (windowed.c[f"rank_{col}"], windowed.c[f"n_{col}"]) for col in percentile_columns}
-        rows = windowed
     columns: list[Any] = [rows.c.g]
     out: dict[int, list[str]] = {}
     sorts: dict[int, Callable[[list[Any]], Any]] = {}  # the sort value from the grouped columns
@@ -293,14 +281,8 @@ def _grouped(source: _Source, postgres: bool) -> tuple[Any, dict[int, tuple[list
             fraction = int(agg[1:]) / 100
             if postgres:
                 picked: Any = func.percentile_cont(literal(fraction, Float)).within_group(value)
-            else:
-                rank, count = ranks[col]
-                position = (count - 1) * literal(fraction, Float)
-                low = cast(position, Integer)
-                high = func.min(low + 1, count - 1)
-                at_low = func.max(case((rank - 1 == low, value)))
-                at_high = func.max(case((rank - 1 == high, value)))
-                picked = at_low + (at_high - at_low) * func.max(position - low)
+            else:  # registered on every SQLite connection (store/percentile.py)
+                picked = getattr(func, PERCENTILE_FUNCTION)(value, literal(fraction, Float))
             parts = [picked]
             sorts[index] = lambda g: _round(g[0], 3, postgres)
         out[index] = [f"m{index}_{i}" for i in range(len(parts))]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from threadline.server.store.percentile import percentile as percentile  # the one rule, re-exported
+
 
 def to_datetime(ns: int) -> datetime:
     """UTC datetime of an epoch-nanosecond timestamp."""
@@ -20,14 +22,3 @@ def to_ns(moment: datetime) -> int:
 def ms(ns: int) -> float:
     """Nanoseconds as milliseconds, rounded to microseconds."""
     return round(ns / 1e6, 3)
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Linear-interpolation percentile (``fraction`` in 0..1) of ``values``; ``None`` when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 3)

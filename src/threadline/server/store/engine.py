@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 
+from threadline.server.store.percentile import register as register_percentile
 from threadline.server.store.wal import BACKSTOP_PAGES, JOURNAL_SIZE_LIMIT, WalCheckpointer
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -164,6 +165,7 @@ class Store:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            register_percentile(dbapi_conn)
             cursor = dbapi_conn.cursor()
             for pragma in _sqlite_pragmas(synchronous, writer=writer, ingest_writer=ingest_writer,
                                           checkpointed_elsewhere=checkpointed_elsewhere):
