@@ -12,7 +12,14 @@ from typing import Protocol
 
 from threadline.server.ingest.handoff import JobSender, WriterAddress
 from threadline.server.ingest.normalize import normalize
-from threadline.server.ingest.otlp import Body, Limits, ProjectNotAllowed, decode_request, decompress
+from threadline.server.ingest.otlp import (
+    Body,
+    DecodedRequest,
+    Limits,
+    ProjectNotAllowed,
+    decode_spans,
+    decompress,
+)
 from threadline.server.store.records import SpanRecord, pack_records
 
 
@@ -36,13 +43,16 @@ def prepare(
     of another project refuses the whole request. Raises the ``otlp`` errors.
     """
     raw = decompress(body, content_encoding, limits.max_decompressed_bytes)
-    decoded = decode_request(raw, media, project_header=project_header, limits=limits)
-    if allowed_projects is not None:
-        outside = sorted({span.project for span in decoded.spans} - allowed_projects)
-        if outside:
-            raise ProjectNotAllowed(f"this API key may not send spans to project {outside[0]!r}; nothing was stored")
-    records = [normalize(span, max_text_chars=max_text_chars) for span in decoded.spans]
-    return records, decoded.rejected, decoded.error_message()
+    outcome = DecodedRequest(spans=[])
+    records = []
+    # Each span is normalized as soon as it is decoded, so its decoded attributes are garbage before
+    # the next one is: the process holds one request's stored form, not its decoded form as well.
+    for span in decode_spans(raw, media, outcome, project_header=project_header, limits=limits):
+        if allowed_projects is not None and span.project not in allowed_projects:
+            raise ProjectNotAllowed(f"this API key may not send spans to project {span.project!r}; "
+                                    "nothing was stored")
+        records.append(normalize(span, max_text_chars=max_text_chars))
+    return records, outcome.rejected, outcome.error_message()
 
 
 def prepare_and_hand_over(
