@@ -85,3 +85,43 @@ def test_migration_moves_the_global_index_into_one_per_project(tmp_path: Path) -
         assert after == before
     finally:
         store.dispose()
+
+
+def test_the_index_follows_the_text_and_keeps_no_copy_of_it(store: Store) -> None:
+    """A trace's text changes as later spans arrive, and traces are erased: a search finds the words
+    of the text stored now, never those it replaced; on SQLite the index passes FTS5's integrity
+    check against ``traces`` and holds no copy of the text (external content, migration 0010)."""
+    writer = BatchWriter(store.dialect)
+    trace = "c" * 32
+    steps = [
+        [record(trace, "1" * 16, "9" * 16, 1_000, project="p", session_id="s1", kind="LLM",
+                input="walrus question", output="narwhal answer")],
+        [record(trace, "9" * 16, None, 900, project="p", session_id="s1", kind="AGENT",
+                input="okapi question", output="quokka answer")],
+        [record("d" * 32, "2" * 16, None, 2_000, project="p", session_id="s2", kind="AGENT",
+                input="okapi again", output="")],
+    ]
+    words = ["walrus", "narwhal", "okapi", "quokka", "question", "answer", "again"]
+    for batch in steps:
+        with store.write() as tx:
+            writer.write(tx, batch, 1)
+        with store.read() as conn:
+            stored = {tid: f"{i or ''} {o or ''}".lower() for tid, i, o in conn.execute(
+                select(t.traces.c.trace_id, t.traces.c.input, t.traces.c.output))}
+            for word in words:
+                assert hits(conn, "p", word) == sorted(tid for tid, text in stored.items() if word in text.split()), word
+            integrity_checked(conn)
+    erase(store, "p", session_id="s1")
+    with store.read() as conn:
+        assert hits(conn, "p", "okapi") == ["d" * 32] and hits(conn, "p", "quokka") == []
+        integrity_checked(conn)
+
+
+def integrity_checked(conn: Connection) -> None:
+    """SQLite: every project's index agrees with ``traces`` and keeps no text of its own."""
+    if conn.dialect.name != "sqlite":
+        return
+    for table in search_tables(conn):
+        conn.exec_driver_sql(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)")
+    copies = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name GLOB 'trace_text*_content'").all()
+    assert copies == [], "a full-text table keeps a copy of the text"

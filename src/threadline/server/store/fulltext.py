@@ -14,6 +14,7 @@ is filtered by the project in the same statement.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal_column, select, text
@@ -28,7 +29,7 @@ class EmptySearch(ValueError):
     """The query has no searchable word (only punctuation or spaces)."""
 
 
-_FTS5_COLUMNS = "fts5(input, output, tokenize='unicode61 remove_diacritics 2')"
+_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
 
 
 def search_table(project_id: int) -> str:
@@ -36,16 +37,47 @@ def search_table(project_id: int) -> str:
     return f"trace_text_{int(project_id)}"
 
 
+def search_source(project_id: int) -> str:
+    """The view a project's full-text table reads its text from: the project's ``traces`` rows."""
+    return f"trace_text_{int(project_id)}_source"
+
+
 def create_search_table(tx: Connection, project_id: int) -> None:
-    """Make the project's full-text table if it is missing (SQLite; nothing on PostgreSQL)."""
+    """Make the project's full-text table if it is missing (SQLite; nothing on PostgreSQL).
+
+    The table indexes the turn text without a copy of it (FTS5 *external content*): the text
+    stays in ``traces`` and the index reads it, when it needs to, through a view of the project's
+    rows. Keeping the index in step is the writer's job (:func:`index_text`, :func:`unindex_text`).
+    """
     if tx.dialect.name == "sqlite":
-        tx.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {search_table(project_id)} USING {_FTS5_COLUMNS}")
+        pid = int(project_id)
+        tx.exec_driver_sql(f"CREATE VIEW IF NOT EXISTS {search_source(pid)} AS "
+                           f"SELECT id, input, output FROM traces WHERE project_id = {pid}")
+        tx.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {search_table(pid)} USING fts5(input, output, "
+                           f"content='{search_source(pid)}', content_rowid='id', {_TOKENIZE})")
 
 
 def drop_search_table(tx: Connection, project_id: int) -> None:
-    """Drop the project's full-text table (SQLite; nothing on PostgreSQL)."""
+    """Drop the project's full-text table and its view (SQLite; nothing on PostgreSQL)."""
     if tx.dialect.name == "sqlite":
         tx.exec_driver_sql(f"DROP TABLE IF EXISTS {search_table(project_id)}")
+        tx.exec_driver_sql(f"DROP VIEW IF EXISTS {search_source(project_id)}")
+
+
+def index_text(tx: Connection, project_id: int, rows: Sequence[tuple[int, str, str]]) -> None:
+    """Add ``(traces.id, input, output)`` to the project's full-text index (SQLite)."""
+    if rows:
+        table = search_table(project_id)
+        tx.exec_driver_sql(f"INSERT INTO {table} (rowid, input, output) VALUES (?, ?, ?)", list(rows))
+
+
+def unindex_text(tx: Connection, project_id: int, rows: Sequence[tuple[int, str, str]]) -> None:
+    """Remove ``(traces.id, input, output)`` from the project's full-text index (SQLite): the
+    values must be the ones indexed (the index keeps no copy to look them up)."""
+    if rows:
+        table = search_table(project_id)
+        tx.exec_driver_sql(f"INSERT INTO {table} ({table}, rowid, input, output) VALUES ('delete', ?, ?, ?)",
+                           list(rows))
 
 
 def terms(query: str) -> list[str]:

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
-from threadline.server.store.fulltext import create_search_table, search_table
+from threadline.server.store.fulltext import create_search_table, index_text, unindex_text
 from threadline.server.store.records import SPAN_COLUMNS_AT, SPAN_COLUMNS_END, SpanRecord
 from threadline.server.store.rollups import News, Olds, RollupWriter
 from threadline.server.store.turn_state import TRACE_COLUMNS, TRACE_FIELDS, TraceState, merge_spans, trace_row
@@ -254,14 +254,13 @@ class BatchWriter:
         changed = [s for k, s in news.items() if olds[k] is None or (olds[k].input, olds[k].output) != (  # type: ignore[union-attr]
             s.input, s.output)]
         for pid in sorted({s.project_id for s in changed}):  # one full-text table per project
-            table = search_table(pid)
-            stale = [(s.id,) for s in changed if s.project_id == pid and olds[(s.project_id, s.trace_id)] is not None]
-            if stale:
-                tx.exec_driver_sql(f"DELETE FROM {table} WHERE rowid = ?", stale)
-            fresh = [(s.id, s.input or "", s.output or "") for s in changed if s.project_id == pid and (
-                s.input or s.output)]
-            if fresh:
-                tx.exec_driver_sql(f"INSERT INTO {table} (rowid, input, output) VALUES (?, ?, ?)", fresh)
+            # The index keeps no copy of the text (external content): the text it indexed before is
+            # the trace's old text, which it is told to forget before the new text is added.
+            stale = [(s.id, old.input or "", old.output or "") for s in changed if s.project_id == pid and (
+                old := olds[(s.project_id, s.trace_id)]) is not None and (old.input or old.output)]
+            unindex_text(tx, pid, stale)
+            index_text(tx, pid, [(s.id, s.input or "", s.output or "") for s in changed if s.project_id == pid and (
+                s.input or s.output)])
 
 def _span_row(record: SpanRecord) -> tuple[object, ...]:
     """The record's values for the columns of ``spans`` after ``project_id``."""
