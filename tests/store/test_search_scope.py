@@ -109,7 +109,8 @@ def test_the_index_follows_the_text_and_keeps_no_copy_of_it(store: Store) -> Non
             stored = {tid: f"{i or ''} {o or ''}".lower() for tid, i, o in conn.execute(
                 select(t.traces.c.trace_id, t.traces.c.input, t.traces.c.output))}
             for word in words:
-                assert hits(conn, "p", word) == sorted(tid for tid, text in stored.items() if word in text.split()), word
+                expected = sorted(tid for tid, text in stored.items() if word in text.split())
+                assert hits(conn, "p", word) == expected, word
             integrity_checked(conn)
     erase(store, "p", session_id="s1")
     with store.read() as conn:
