@@ -21,8 +21,8 @@ tags come from ``trace_tags`` (extracted at ingest), so the tag group and filter
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -30,6 +30,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import CTE, Connection, Float, Numeric, and_, case, cast, exists, func, literal, select
 
 from threadline.server.query.errors import InvalidQuery
+from threadline.server.query.parameters import Param, Timestamp
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import to_ns
 from threadline.server.store import schema as t
@@ -94,6 +95,23 @@ class MetricsFilter:
     session_id: str | None = None
     model: str | None = None
     tag: str | None = None
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> MetricsFilter:
+        """The filter of :data:`METRICS_PARAMS` values (:func:`~.parameters.parse_params`, or the API's)."""
+        return cls(**values)
+
+
+#: The filter parameters of the metrics (the API's ``GET …/metrics``).
+METRICS_PARAMS: tuple[Param, ...] = (
+    Param("start", Timestamp | None, "Turns started at or after (RFC 3339)"),
+    Param("end", Timestamp | None, "Turns started at or before (RFC 3339)"),
+    Param("user_id", str | None, "Only this user's turns"),
+    Param("session_id", str | None, "Only this session's turns"),
+    Param("model", str | None, "Only turns with an LLM call of this model"),
+    Param("tag", str | None, "Only turns with this tag (tag.tags)"),
+)
+assert [p.name for p in METRICS_PARAMS] == [f.name for f in fields(MetricsFilter)]  # one parameter per field
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import Field
 from sqlalchemy import Connection, Row, and_, or_, select
 
 from threadline.server.model import Latency, Page, SessionDetail, SessionSummary, Tokens
 from threadline.server.query import cursor as cursors
 from threadline.server.query.annotations import summarize
 from threadline.server.query.errors import InvalidQuery
-from threadline.server.query.labels import MetadataFilter, session_label_conditions
+from threadline.server.query.labels import MetadataFilter, parse_metadata_filter, session_label_conditions
 from threadline.server.query.matching import id_contains
+from threadline.server.query.parameters import Param, Timestamp
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, percentile, to_datetime, to_ns
 from threadline.server.query.turns import load_turns
@@ -53,6 +55,30 @@ class SessionFilter:
     min_turns: int | None = None
     tag: str | None = None
     metadata: MetadataFilter = ()
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> SessionFilter:
+        """The filter of :data:`SESSION_PARAMS` values (:func:`~.parameters.parse_params`, or the API's);
+        the ``metadata`` texts ``key:value`` become pairs."""
+        return cls(**{**values, "metadata": parse_metadata_filter(values.get("metadata") or ())})
+
+
+#: The query parameters of every list of sessions (the API's list and rankings, the UI's page and export).
+SESSION_PARAMS: tuple[Param, ...] = (
+    Param("start", Timestamp | None, "Sessions active at or after this time (RFC 3339)"),
+    Param("end", Timestamp | None, "Sessions active at or before this time (RFC 3339)"),
+    Param("user_id", str | None, "Only sessions this user took part in"),
+    Param("user_id_contains", str | None,
+          "Only sessions a user whose id contains this text (case-insensitive) took part in"),
+    Param("q", str | None, "Full-text search over every turn's input and output"),
+    Param("has_error", bool | None, "true: sessions with a failed turn; false: none"),
+    Param("min_turns", Annotated[int, Field(ge=0)] | None, "At least this many turns"),
+    Param("tag", str | None, "Only sessions with a trace tagged so (tag.tags)"),
+    Param("metadata", list[str] | None,
+          "key:value (repeatable, all must match): only sessions with a trace whose metadata has that "
+          "top-level key with that value (non-string values as compact JSON: plan:3, beta:true)"),
+)
+assert [p.name for p in SESSION_PARAMS] == [f.name for f in fields(SessionFilter)]  # one parameter per field
 
 
 def check_order(order: str) -> bool:

@@ -10,7 +10,8 @@ index for ``q``, and the primary keys of ``trace_tags`` / ``trace_metadata`` for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -19,7 +20,8 @@ from sqlalchemy import Connection, and_, func, literal_column, or_, select
 from threadline.server.model import Page, Span, SpanEvent, Tokens, TraceDetail, TraceSummary
 from threadline.server.query import cursor as cursors
 from threadline.server.query.errors import InvalidQuery
-from threadline.server.query.labels import MetadataFilter, trace_label_conditions
+from threadline.server.query.labels import MetadataFilter, parse_metadata_filter, trace_label_conditions
+from threadline.server.query.parameters import Param, Timestamp
 from threadline.server.query.projects import project_id
 from threadline.server.query.timeconv import ms, to_datetime, to_ns
 from threadline.server.store import schema as t
@@ -85,6 +87,29 @@ class TraceFilter:
     #: The trace has this tag, and every one of these metadata pairs (:mod:`.labels`).
     tag: str | None = None
     metadata: MetadataFilter = ()
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> TraceFilter:
+        """The filter of :data:`TRACE_PARAMS` values (:func:`~.parameters.parse_params`, or the API's);
+        the ``metadata`` texts ``key:value`` become pairs."""
+        return cls(**{**values, "metadata": parse_metadata_filter(values.get("metadata") or ())})
+
+
+#: The query parameters of the trace list (the API's ``GET …/traces`` and the UI's Traces tab).
+TRACE_PARAMS: tuple[Param, ...] = (
+    Param("has_session", bool | None, "true: only traces of a session; false: only traces without a session.id"),
+    Param("status", TraceStatus | None, "error: a span of the trace failed; ok: none did"),
+    Param("q", str | None, "Full-text search over the trace's input and output"),
+    Param("start", Timestamp | None, "Traces started at or after this time (RFC 3339)"),
+    Param("end", Timestamp | None, "Traces started at or before this time (RFC 3339)"),
+    Param("user_id", str | None, "Only this user's traces"),
+    Param("session_id", str | None, "Only the traces of this session"),
+    Param("tag", str | None, "Only traces tagged so (tag.tags)"),
+    Param("metadata", list[str] | None,
+          "key:value (repeatable, all must match): only traces whose metadata has that top-level key "
+          "with that value (non-string values as compact JSON: plan:3, beta:true)"),
+)
+assert [p.name for p in TRACE_PARAMS] == [f.name for f in fields(TraceFilter)]  # one parameter per field
 
 
 #: Above this many full-text hits the list walks the project's traces newest first and tests each

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Connection, Row, select, tuple_
@@ -12,6 +13,7 @@ from threadline.server.query import cursor as cursors
 from threadline.server.query.annotations import summarize_users
 from threadline.server.query.errors import InvalidQuery
 from threadline.server.query.matching import id_contains
+from threadline.server.query.parameters import Param
 from threadline.server.query.projects import project_id
 from threadline.server.query.sessions import check_limit, check_order, summaries
 from threadline.server.query.timeconv import to_datetime
@@ -29,6 +31,25 @@ USER_SORTS: dict[str, Any] = {
     "errors": t.users.c.errors,
 }
 assert tuple(USER_SORTS) == get_args(UserSort)  # one list: the type and the columns agree
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    """Which users to list: ``q``, a part of the user id (case-insensitive)."""
+
+    q: str | None = None
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> UserFilter:
+        """The filter of :data:`USER_PARAMS` values (:func:`~.parameters.parse_params`, or the API's)."""
+        return cls(**values)
+
+
+#: The query parameters of the users list (the API's ``GET …/users`` and the UI's Users tab).
+USER_PARAMS: tuple[Param, ...] = (
+    Param("q", str | None, "Part of a user id (case-insensitive)"),
+)
+assert [p.name for p in USER_PARAMS] == [f.name for f in fields(UserFilter)]  # one parameter per field
 
 
 def list_users(

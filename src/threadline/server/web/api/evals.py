@@ -15,11 +15,12 @@ from threadline.server.auth.roles import Action
 from threadline.server.evals.evaluators import BUILTIN, get_evaluator
 from threadline.server.evals.jobs import EvalJobs
 from threadline.server.evals.runner import DEFAULT_IDENTIFIER, RunOptions
+from threadline.server.query.parameters import Timestamp
 from threadline.server.query.projects import project_id
 from threadline.server.store.engine import Store
 from threadline.server.web.access import allow
 from threadline.server.web.api.annotations import RowId
-from threadline.server.web.api.deps import ReadConn, Timestamp
+from threadline.server.web.api.deps import ReadConn
 from threadline.server.web.api.errors import ApiError, error_responses
 from threadline.server.web.api.guards import check_json_text
 from threadline.server.web.api.schemas import EvalRun, EvaluatorList

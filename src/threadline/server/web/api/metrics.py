@@ -8,9 +8,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
-from threadline.server.query.metrics import DEFAULT_METRICS, MetricsFilter, MetricsGroup, compute_metrics
+from threadline.server.query.metrics import (
+    DEFAULT_METRICS,
+    METRICS_PARAMS,
+    MetricsFilter,
+    MetricsGroup,
+    compute_metrics,
+)
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn, Timestamp
+from threadline.server.web.api.deps import ReadConn, with_query
 from threadline.server.web.api.schemas import Metrics
 
 router = APIRouter(tags=["metrics"], dependencies=[allow(Action.READ)])
@@ -26,17 +32,14 @@ METRIC_HELP = (
 
 @router.get("/v1/projects/{project}/metrics", summary="Metrics grouped by session, user, model, tag or day",
             response_model=Metrics)
+@with_query("filters", METRICS_PARAMS, MetricsFilter.from_params)
 def metrics(
+    *,  # filters, without a default, follows parameters with one
     project: str,
     conn: ReadConn,
     group_by: MetricsGroup = "day",
     metric: Annotated[list[str] | None, Query(description=METRIC_HELP)] = None,
-    start: Annotated[Timestamp | None, Query(description="Turns started at or after (RFC 3339)")] = None,
-    end: Annotated[Timestamp | None, Query(description="Turns started at or before (RFC 3339)")] = None,
-    user_id: Annotated[str | None, Query(description="Only this user's turns")] = None,
-    session_id: Annotated[str | None, Query(description="Only this session's turns")] = None,
-    model: Annotated[str | None, Query(description="Only turns with an LLM call of this model")] = None,
-    tag: Annotated[str | None, Query(description="Only turns with this tag (tag.tags)")] = None,
+    filters: MetricsFilter,
     order_by: Annotated[str | None, Query(description="A metric to sort by (default: the first metric)")] = None,
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000, description="Number of groups")] = 50,
@@ -46,8 +49,7 @@ def metrics(
     ``group_by=user&metric=mean(score:user_frustration)&start=…&limit=10``."""
     result = compute_metrics(
         conn, project, group_by, metric or list(DEFAULT_METRICS),
-        MetricsFilter(start=start, end=end, user_id=user_id, session_id=session_id, model=model, tag=tag),
-        order_by=order_by, order=order, limit=limit)
+        filters, order_by=order_by, order=order, limit=limit)
     return JSONResponse({
         "group_by": result.group_by, "metrics": result.metrics,
         "data": [{"group": r.group, "values": r.values} for r in result.rows],

@@ -9,10 +9,9 @@ from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
 from threadline.server.query.conversation import matching_turns, turn_cursor_at
-from threadline.server.query.labels import parse_metadata_filter
-from threadline.server.query.sessions import SessionFilter, SessionSort, get_session, list_sessions
+from threadline.server.query.sessions import SESSION_PARAMS, SessionFilter, SessionSort, get_session, list_sessions
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn, Timestamp
+from threadline.server.web.api.deps import ReadConn, query_dependency
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.schemas import SessionBody, SessionList
 from threadline.server.web.api.serialize import to_json
@@ -21,28 +20,9 @@ router = APIRouter(tags=["sessions"], dependencies=[allow(Action.READ)])
 Order = Literal["asc", "desc"]
 
 
-def session_filter(
-    start: Annotated[Timestamp | None, Query(description="Sessions active at or after this time (RFC 3339)")] = None,
-    end: Annotated[Timestamp | None, Query(description="Sessions active at or before this time (RFC 3339)")] = None,
-    user_id: Annotated[str | None, Query(description="Only sessions this user took part in")] = None,
-    user_id_contains: Annotated[str | None, Query(
-        description="Only sessions a user whose id contains this text (case-insensitive) took part in")] = None,
-    q: Annotated[str | None, Query(description="Full-text search over every turn's input and output")] = None,
-    has_error: Annotated[bool | None, Query(description="true: sessions with a failed turn; false: none")] = None,
-    min_turns: Annotated[int | None, Query(ge=0, description="At least this many turns")] = None,
-    tag: Annotated[str | None, Query(description="Only sessions with a trace tagged so (tag.tags)")] = None,
-    metadata: Annotated[list[str] | None, Query(
-        description="key:value (repeatable, all must match): only sessions with a trace whose metadata has that "
-                    "top-level key with that value (non-string values as compact JSON: plan:3, beta:true)")] = None,
-) -> SessionFilter:
-    """The session filters of a query string: one declaration for every route that lists sessions
-    (the list, score rankings), as the UI's ``session_query`` builds the same model."""
-    return SessionFilter(start=start, end=end, user_id=user_id, user_id_contains=user_id_contains, q=q,
-                         has_error=has_error, min_turns=min_turns, tag=tag,
-                         metadata=parse_metadata_filter(metadata or ()))
-
-
-SessionFilterParams = Annotated[SessionFilter, Depends(session_filter)]
+#: The session filters of a query string, declared once (``SESSION_PARAMS``) for every route that
+#: lists sessions (the list, score rankings), as the UI's ``session_query`` builds the same model.
+SessionFilterParams = Annotated[SessionFilter, Depends(query_dependency(SESSION_PARAMS, SessionFilter.from_params))]
 
 
 @router.get("/v1/projects/{project}/sessions", summary="List sessions (conversations)",

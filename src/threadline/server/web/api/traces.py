@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
-from threadline.server.query.labels import parse_metadata_filter
+from threadline.server.query.parameters import Timestamp
 from threadline.server.query.spans import SpanFilter, list_spans
-from threadline.server.query.traces import TraceFilter, get_trace, list_traces
+from threadline.server.query.traces import TRACE_PARAMS, TraceFilter, get_trace, list_traces
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn, Timestamp
+from threadline.server.web.api.deps import ReadConn, with_query
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.schemas import SpanList, TraceDetail, TraceList
 from threadline.server.web.api.serialize import to_json
@@ -22,28 +22,15 @@ router = APIRouter(tags=["traces"], dependencies=[allow(Action.READ)])
 
 @router.get("/v1/projects/{project}/traces", summary="List traces (with or without a session)",
             response_model=TraceList)
+@with_query("filters", TRACE_PARAMS, TraceFilter.from_params)
 def trace_list(
     project: str,
     conn: ReadConn,
-    has_session: Annotated[bool | None, Query(
-        description="true: only traces of a session; false: only traces without a session.id")] = None,
-    status: Annotated[Literal["ok", "error"] | None, Query(
-        description="error: a span of the trace failed; ok: none did")] = None,
-    q: Annotated[str | None, Query(description="Full-text search over the trace's input and output")] = None,
-    start: Annotated[Timestamp | None, Query(description="Traces started at or after this time (RFC 3339)")] = None,
-    end: Annotated[Timestamp | None, Query(description="Traces started at or before this time (RFC 3339)")] = None,
-    user_id: Annotated[str | None, Query(description="Only this user's traces")] = None,
-    session_id: Annotated[str | None, Query(description="Only the traces of this session")] = None,
-    tag: Annotated[str | None, Query(description="Only traces tagged so (tag.tags)")] = None,
-    metadata: Annotated[list[str] | None, Query(
-        description="key:value (repeatable, all must match): only traces whose metadata has that top-level key "
-                    "with that value (non-string values as compact JSON: plan:3, beta:true)")] = None,
+    filters: TraceFilter,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JSONResponse:
     """Every trace of the project, turn or not, newest first: ``[TraceSummary]``."""
-    filters = TraceFilter(has_session=has_session, status=status, q=q, start=start, end=end, user_id=user_id,
-                          session_id=session_id, tag=tag, metadata=parse_metadata_filter(metadata or ()))
     page = list_traces(conn, project, filters, limit=limit, cursor=cursor)
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor})
 

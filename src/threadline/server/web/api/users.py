@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from threadline.server.auth.roles import Action
-from threadline.server.query.users import UserSort, get_user, list_users
+from threadline.server.query.users import USER_PARAMS, UserFilter, UserSort, get_user, list_users
 from threadline.server.web.access import allow
-from threadline.server.web.api.deps import ReadConn
+from threadline.server.web.api.deps import ReadConn, with_query
 from threadline.server.web.api.errors import ApiError
 from threadline.server.web.api.schemas import UserBody, UserList
 from threadline.server.web.api.serialize import to_json
@@ -19,10 +19,11 @@ router = APIRouter(tags=["users"], dependencies=[allow(Action.READ)])
 
 
 @router.get("/v1/projects/{project}/users", summary="List users", response_model=UserList)
+@with_query("filters", USER_PARAMS, UserFilter.from_params)
 def users(
     project: str,
     conn: ReadConn,
-    q: Annotated[str | None, Query(description="Part of a user id (case-insensitive)")] = None,
+    filters: UserFilter,
     sort: UserSort = "last_seen",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -30,7 +31,7 @@ def users(
 ) -> JSONResponse:
     """Users with sessions, turns, errors, tokens, cost, first and last seen; ``next_cursor`` and
     ``prev_cursor`` open the pages after and before this one (``null`` at the ends)."""
-    page = list_users(conn, project, q=q, sort=sort, order=order, limit=limit, cursor=cursor)
+    page = list_users(conn, project, q=filters.q, sort=sort, order=order, limit=limit, cursor=cursor)
     return JSONResponse({"data": to_json(page.data), "next_cursor": page.next_cursor,
                          "prev_cursor": page.prev_cursor})
 

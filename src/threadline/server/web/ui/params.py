@@ -1,11 +1,16 @@
 """Query-string parsing for the UI pages, and links that change one parameter of the current URL.
 
-Pages take their parameters as plain strings (an empty form field is "not set", never an error)
-and parse them here; bad values become a :class:`BadParameter` shown on the page with status 400.
-The names are the REST API's (``start``, ``end``, ``user_id``, ``user_id_contains``, ``q``,
-``has_error``, ``min_turns``, ``tag``, ``metadata`` (``key:value``, repeatable), ``sort``, ``order``,
-``cursor``; on the traces page ``has_session``, ``status``, ``session_id``) plus ``range``, a preset
-window ending now, and on the sessions page ``cols``, the optional columns shown.
+The filters are the REST API's, declared once in ``query/`` (``SESSION_PARAMS``, ``TRACE_PARAMS``,
+``USER_PARAMS``) and validated here with the same types by
+:func:`~threadline.server.query.parameters.parse_params`: ``start``, ``end``, ``user_id``,
+``user_id_contains``, ``q``, ``has_error``, ``min_turns``, ``tag``, ``metadata`` (``key:value``,
+repeatable); on the traces page ``has_session``, ``status``, ``session_id``. What is the UI's own
+stays here: pages take their parameters as plain strings, and an empty form field is "not set",
+never an error (:func:`clean`); a ``start``/``end`` from a ``datetime-local`` field has no offset
+and means UTC (:func:`form_time`); ``range`` is a preset window ending now (it overrides
+``start``/``end``); ``sort``, ``order``, ``cursor`` and ``limit`` (capped by the pages); on the
+sessions page ``cols``, the optional columns shown. Bad values become a :class:`BadParameter`
+shown on the page with status 400.
 
 A sort of ``score:<annotation name>`` (UI only) ranks sessions or users by the mean score of
 that annotation (best/worst first); ``min_score``/``max_score`` then filter on that mean.
@@ -14,17 +19,22 @@ that annotation (best/worst first); ``min_score``/``max_score`` then filter on t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from threadline.server.query import sessions as query_sessions
 from threadline.server.query import users as query_users
 from threadline.server.query.errors import InvalidQuery
-from threadline.server.query.labels import MetadataFilter, parse_metadata_filter
-from threadline.server.query.sessions import SessionFilter
-from threadline.server.query.traces import TRACE_STATUSES, TraceFilter
+from threadline.server.query.parameters import Param, parse_params
+from threadline.server.query.sessions import SESSION_PARAMS, SessionFilter
+from threadline.server.query.traces import TRACE_PARAMS, TraceFilter
+from threadline.server.query.users import USER_PARAMS, UserFilter
+
+F = TypeVar("F")
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "": ("All time", None),
@@ -58,17 +68,6 @@ def clean(params: Mapping[str, str]) -> dict[str, str]:
     return {k: v.strip() for k, v in params.items() if v is not None and v.strip()}
 
 
-def parse_time(name: str, value: str | None) -> datetime | None:
-    """RFC 3339 or ``datetime-local`` input (``2026-11-21T10:00``); naive times are UTC."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise BadParameter(f"{name}: {value!r} is not a date and time like 2026-11-21T10:00") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def parse_int(name: str, value: str | None, minimum: int = 0) -> int | None:
     """A non-negative integer, or ``None`` when empty."""
     if not value:
@@ -80,18 +79,6 @@ def parse_int(name: str, value: str | None, minimum: int = 0) -> int | None:
     if number < minimum:
         raise BadParameter(f"{name}: must be at least {minimum}")
     return number
-
-
-def parse_bool(name: str, value: str | None) -> bool | None:
-    """``true``/``false`` (also ``yes``/``no``, ``1``/``0``), or ``None`` when empty."""
-    if not value:
-        return None
-    lowered = value.lower()
-    if lowered in ("true", "yes", "1", "on"):
-        return True
-    if lowered in ("false", "no", "0", "off"):
-        return False
-    raise BadParameter(f"{name}: {value!r} is not true or false")
 
 
 def parse_float(name: str, value: str | None) -> float | None:
@@ -199,14 +186,6 @@ def parse_columns(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(c for c in SESSION_COLUMNS if c in names)
 
 
-def parse_metadata(values: Iterable[str]) -> MetadataFilter:
-    """The ``metadata=key:value`` filters (repeatable; blank ones skipped)."""
-    try:
-        return parse_metadata_filter(values)
-    except InvalidQuery as exc:
-        raise BadParameter(str(exc)) from exc
-
-
 def every_value(params: Mapping[str, str], name: str) -> list[str]:
     """Every value of a repeatable parameter: all of them from a query string (``getlist``), else the one."""
     getlist = getattr(params, "getlist", None)
@@ -216,23 +195,65 @@ def every_value(params: Mapping[str, str], name: str) -> list[str]:
     return [value] if value else []
 
 
-def session_filter(p: Mapping[str, str], now: datetime | None = None,
-                   metadata: Iterable[str] = ()) -> tuple[str, SessionFilter]:
-    """The ``range`` preset and the :class:`SessionFilter` of cleaned parameters ``p`` (``metadata``:
-    every ``metadata`` value of the URL)."""
-    preset, start, end = _window(p, now)
-    return preset, SessionFilter(
-        start=start, end=end, user_id=p.get("user_id"), user_id_contains=p.get("user_id_contains"), q=p.get("q"),
-        has_error=parse_bool("has_error", p.get("has_error")), min_turns=parse_int("min_turns", p.get("min_turns")),
-        tag=p.get("tag"), metadata=parse_metadata(metadata),
-    )
+_FORM_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?$")
+#: The parameters that are times (a page's form sends them from ``datetime-local`` fields).
+TIME_PARAMS = ("start", "end")
+
+
+def form_time(value: str) -> str:
+    """``value`` as an RFC 3339 time when it is a ``datetime-local`` form value, which has no offset
+    (``2026-11-21T10:00``, ``2026-11-21T10:00:05``): the pages work in UTC, so it gets ``Z`` (and
+    the seconds it may lack). Anything else is left as it is, for the parameter's type to judge."""
+    match = _FORM_TIME.match(value)
+    if match is None:
+        return value
+    return value + ("Z" if match.group(1) else ":00Z")
+
+
+def raw_values(params: Mapping[str, str], declared: Sequence[Param]) -> dict[str, str | list[str]]:
+    """The strings the ``declared`` parameters have in a page's query string ``params``: set only
+    when not blank (stripped), every value of a repeatable one, times made RFC 3339 (:func:`form_time`)."""
+    cleaned = clean(params)
+    raw: dict[str, str | list[str]] = {}
+    for param in declared:
+        if param.repeated:
+            values = [v.strip() for v in every_value(params, param.name) if v and v.strip()]
+            if values:
+                raw[param.name] = values
+        elif param.name in cleaned:
+            value = cleaned[param.name]
+            raw[param.name] = form_time(value) if param.name in TIME_PARAMS else value
+    return raw
+
+
+def parse_filters(params: Mapping[str, str], declared: Sequence[Param],
+                  build: Callable[[dict[str, Any]], F], now: datetime | None = None) -> tuple[str, F]:
+    """The ``range`` preset and the filter ``build`` makes of the ``declared`` parameters of a page's
+    query string (validated as the API validates them; ``range`` sets ``start``/``end``)."""
+    try:
+        values = parse_params(declared, raw_values(params, declared))
+        has_window = "start" in values  # a list of things in time (not the users)
+        preset = _window(clean(params).get("range", ""), values, now) if has_window else ""
+        return preset, build(values)
+    except InvalidQuery as exc:
+        raise BadParameter(str(exc)) from exc
+
+
+def session_filter(params: Mapping[str, str], now: datetime | None = None) -> tuple[str, SessionFilter]:
+    """The ``range`` preset and the :class:`SessionFilter` of a page's query string."""
+    return parse_filters(params, SESSION_PARAMS, SessionFilter.from_params, now)
+
+
+def user_filter(params: Mapping[str, str]) -> UserFilter:
+    """The :class:`UserFilter` of the users page's query string."""
+    return parse_filters(params, USER_PARAMS, UserFilter.from_params)[1]
 
 
 def session_query(params: Mapping[str, str], now: datetime | None = None,
                   cols: Iterable[str] = ()) -> SessionQuery:
     """Parse the sessions page's query string (``cols``: every ``cols`` value of the URL)."""
     p = clean(params)
-    preset, filters = session_filter(p, now, every_value(params, "metadata"))
+    preset, filters = session_filter(params, now)
     sort, ranking = parse_sort(p, SESSION_SORTS, "start_time")
     return SessionQuery(
         filters=filters, range=preset, sort=sort, order=parse_choice("order", p.get("order"), ("asc", "desc"), "desc"),
@@ -251,31 +272,25 @@ class TraceQuery:
     limit: int
 
 
-def _window(p: Mapping[str, str], now: datetime | None) -> tuple[str, datetime | None, datetime | None]:
-    """The ``range`` preset (``custom`` for an explicit window) and the ``start``/``end`` it means."""
-    preset = p.get("range", "")
+def _window(preset: str, values: dict[str, Any], now: datetime | None) -> str:
+    """Apply the ``range`` preset to the parsed ``start``/``end`` of ``values`` (in UTC, the pages'
+    zone) and name the window: the preset, ``custom`` for an explicit one, or ``""``."""
     if preset not in RANGES:
         raise BadParameter(f"range: {preset!r} is not one of {', '.join(k for k in RANGES if k)}")
-    start, end = parse_time("start", p.get("start")), parse_time("end", p.get("end"))
+    start, end = (None if t is None else t.astimezone(UTC) for t in (values["start"], values["end"]))
     window = RANGES[preset][1]
     if window is not None:
         start, end = (now or datetime.now(UTC)) - window, None
     if start is not None and end is not None and start > end:
         raise BadParameter("start must not be after end")
-    return (preset if preset else ("custom" if start or end else "")), start, end
+    values.update(start=start, end=end)
+    return preset if preset else ("custom" if start or end else "")
 
 
 def trace_query(params: Mapping[str, str], now: datetime | None = None) -> TraceQuery:
     """Parse the traces page's query string (the API's names plus ``range``)."""
+    preset, filters = parse_filters(params, TRACE_PARAMS, TraceFilter.from_params, now)
     p = clean(params)
-    preset, start, end = _window(p, now)
-    status = p.get("status")
-    if status is not None:
-        parse_choice("status", status, TRACE_STATUSES, "")
-    filters = TraceFilter(
-        has_session=parse_bool("has_session", p.get("has_session")), status=status, q=p.get("q"),
-        start=start, end=end, user_id=p.get("user_id"), session_id=p.get("session_id"),
-    )
     return TraceQuery(filters=filters, range=preset, cursor=p.get("cursor"),
                       limit=parse_int("limit", p.get("limit"), minimum=1) or 50)
 

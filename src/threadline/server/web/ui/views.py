@@ -51,6 +51,7 @@ from threadline.server.web.ui.params import (
     session_query,
     sort_link,
     trace_query,
+    user_filter,
 )
 from threadline.server.web.ui.render import SECURITY_HEADERS, current_principal, html_response, url_part
 from threadline.server.web.ui.spans import exception_events, messages, span_tree
@@ -303,8 +304,9 @@ def traces_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
         page = list_traces(conn, project, query.filters, limit=min(query.limit, 500), cursor=query.cursor)
     except (BadParameter, InvalidQuery) as exc:
         return problem(request, conn, project, 400, "Cannot show these traces", str(exc), "traces")
-    return html_response("traces.html", query=query, page=page, ranges=RANGES,
-                         **base_context(request, conn, project, "traces"))
+    context = base_context(request, conn, project, "traces")
+    context["params"]["metadata"] = metadata_param(query.filters.metadata)  # every pair (repeated), kept by links
+    return html_response("traces.html", query=query, page=page, ranges=RANGES, **context)
 
 
 @pages.get("/projects/{project}/traces/{trace_id}")
@@ -337,6 +339,7 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
         return unknown_project(request, conn, project)
     params = clean(request.query_params)
     try:
+        filters = user_filter(request.query_params)
         sort, ranking = parse_sort(params, USER_SORTS, "last_seen")
         order = parse_choice("order", params.get("order"), ("asc", "desc"), "desc")
         limit = min(parse_int("limit", params.get("limit"), minimum=1) or 50, 500)
@@ -344,11 +347,11 @@ def users_page(request: Request, project: str, conn: ReadConn) -> HTMLResponse:
         if ranking is not None:
             ranked = users_by_annotation(conn, project, ranking.name, order=order, limit=limit,
                                          cursor=params.get("cursor"), min_score=ranking.min_score,
-                                         max_score=ranking.max_score, q=params.get("q"))
+                                         max_score=ranking.max_score, q=filters.q)
             page = Page(data=[x.user for x in ranked.data], next_cursor=ranked.next_cursor)
             means = {x.user.user_id: x.mean_score for x in ranked.data}
         else:
-            page = list_users(conn, project, q=params.get("q"), sort=sort, order=order, limit=limit,
+            page = list_users(conn, project, q=filters.q, sort=sort, order=order, limit=limit,
                               cursor=params.get("cursor"))
     except (BadParameter, InvalidQuery) as exc:
         return problem(request, conn, project, 400, "Cannot show these users", str(exc), "users")
