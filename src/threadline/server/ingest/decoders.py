@@ -25,7 +25,6 @@ from multiprocessing.process import BaseProcess
 
 from threadline.server.ingest import frames
 from threadline.server.ingest.admission import Overloaded
-from threadline.server.ingest.allocator import return_large_buffers
 from threadline.server.ingest.handoff import JobSender, WriterAddress, WriterUnreachable
 from threadline.server.ingest.otlp import (
     Body,
@@ -63,7 +62,6 @@ class DecodeSetup:
 
 def _serve(sock: socket.socket, setup: DecodeSetup) -> None:
     """Entry point of a decode process: answer requests until the server closes the socket."""
-    return_large_buffers()
     # Ctrl-C and SIGTERM reach the whole process group; the server process closes the socket
     # when it stops, after the requests under way are answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -32,7 +32,6 @@ from multiprocessing.connection import Connection, wait
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from threadline.server.ingest.allocator import return_large_buffers
 from threadline.server.ingest.frames import FrameReader
 from threadline.server.ingest.handoff import Job, JobListener, WriterAddress, read_job
 from threadline.server.store.engine import Store, open_store
@@ -271,7 +270,6 @@ def _is_unavailable(exc: Exception) -> bool:
 def run_writer(config: WriterConfig, address: WriterAddress, control: Connection, acks: Connection,
                incoming: ctypes.c_int) -> None:
     """Entry point of the writer process."""
-    return_large_buffers()
     # Ctrl-C and SIGTERM reach the whole process group; the server process decides when the
     # writer stops (after the last request is answered), so the writer ignores them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -14,7 +14,6 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from threadline.server.ingest.allocator import return_large_buffers
 from threadline.server.settings import Settings
 from threadline.server.web.app import Runtime, create_app, create_otlp_app
 from threadline.server.web.grpc import start_grpc_server
@@ -119,7 +118,6 @@ async def _serve_all(servers: list[_Server]) -> None:
 
 def run(settings: Settings) -> None:
     """Open the store, start ingest and serve every enabled port until SIGINT/SIGTERM."""
-    return_large_buffers()  # request bodies of tens of MiB: give them back when freed
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     check_exposure(settings)
