@@ -95,7 +95,8 @@ def write_shuffled(store: Store, spans: list[SpanRecord], seed: int, batch_size:
 
 def turns_of(store: Store, session: str = "s") -> list[Any]:
     with store.read() as conn:
-        return conn.execute(select(t.turns).where(t.turns.c.session_id == session).order_by(t.turns.c.start_ns)).all()
+        return conn.execute(t.turns_with_output().where(t.turns.c.session_id == session)
+                            .order_by(t.turns.c.start_ns)).all()
 
 
 @pytest.mark.parametrize(("seed", "batch_size"), [(1, 1), (2, 2), (3, 10)])

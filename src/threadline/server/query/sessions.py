@@ -221,7 +221,7 @@ def get_session(
     if turn_cursor:
         start_ns, turn_key, first_index = cursors.decode(turn_cursor, (int, str, int))
         conditions.append(or_(tu.c.start_ns > start_ns, and_(tu.c.start_ns == start_ns, tu.c.turn_key > turn_key)))
-    query = select(tu).where(*conditions).order_by(*t.TURN_ORDER)
+    query = t.turns_with_output().where(*conditions).order_by(*t.TURN_ORDER)
     if turn_limit is not None:
         query = query.limit(check_limit(turn_limit) + 1)
     turn_rows = conn.execute(query).all()

@@ -247,7 +247,7 @@ def recompute_sessions(tx: Connection, pid: int, session_ids: set[str], tally: _
     removed = 0
     rebuild_turns(tx, pid, session_ids)
     for sid in sorted(session_ids):
-        rows = tx.execute(select(tu).where(tu.c.project_id == pid, tu.c.session_id == sid)
+        rows = tx.execute(t.turns_with_output().where(tu.c.project_id == pid, tu.c.session_id == sid)
                           .order_by(*t.TURN_ORDER)).all()
         if not rows:
             tx.execute(delete(su).where(su.c.project_id == pid, su.c.session_id == sid))

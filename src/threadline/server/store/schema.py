@@ -8,6 +8,8 @@ traces into the user's turns (see :mod:`.turn_state`); sessions and users count 
 ``trace_tags`` and ``trace_metadata`` hold each trace's tags and metadata pairs, for the filters.
 """
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -18,10 +20,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    select,
 )
 
 metadata = MetaData()
@@ -158,7 +163,7 @@ turns = Table(
     Column("input", Text, nullable=True),  # the user's message
     Column("last_trace_id", String, nullable=True),  # the latest trace with an output
     Column("last_start_ns", BigInteger, nullable=False),
-    Column("output", Text, nullable=True),  # the assistant's final words
+    # The turn's output (the assistant's final words) is its last_trace_id's: turns_with_output().
     PrimaryKeyConstraint("project_id", "session_id", "turn_key", name="pk_turns"),
     # A session's turns in order, and every figure metrics aggregate: metrics read this index alone
     # (the rows carry the turn text). Migration 0009.
@@ -168,6 +173,15 @@ turns = Table(
 
 #: A session's turns in the order the user had them (ties broken by key): every list of turns.
 TURN_ORDER = (turns.c.start_ns, turns.c.turn_key)
+_turn_last_trace = traces.alias("turn_last_trace")
+
+
+def turns_with_output() -> Select[Any]:
+    """``SELECT`` of ``turns`` with ``output``: the output of each turn's latest trace with one
+    (``last_trace_id``), stored once, in ``traces`` (migration 0011). Add conditions on ``turns``."""
+    last = _turn_last_trace
+    return select(*turns.c, last.c.output).select_from(turns.outerjoin(last, and_(
+        last.c.project_id == turns.c.project_id, last.c.trace_id == turns.c.last_trace_id)))
 
 session_users = Table(
     "session_users",

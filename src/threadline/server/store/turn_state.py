@@ -188,8 +188,12 @@ def fold_turn(project_id: int, session_id: str, turn_key: str, traces: list[Trac
     return turn
 
 
-#: The ``turns`` columns a :class:`TurnState` holds, in field order.
+#: The fields of a :class:`TurnState`, in order: the ``turns`` columns, then ``output``.
 TURN_COLUMNS = tuple(f.name for f in fields(TurnState))
+#: What ``turns`` stores: every field but ``output``, the text of the turn's ``last_trace_id``,
+#: which ``traces`` holds already (read back with ``schema.turns_with_output``).
+STORED_TURN_COLUMNS = tuple(c for c in TURN_COLUMNS if c != "output")
+assert (*STORED_TURN_COLUMNS, "output") == TURN_COLUMNS  # rows read as stored columns + the joined output
 #: A :class:`TurnState` as a row of ``turns``.
-turn_row = operator.attrgetter(*TURN_COLUMNS)
+turn_row = operator.attrgetter(*STORED_TURN_COLUMNS)
 _NO_TRACE = TraceState(id=0, project_id=0, trace_id="")

@@ -20,8 +20,8 @@ from sqlalchemy import Connection, delete, select
 from threadline.server.store import schema as t
 from threadline.server.store.bulk import Bulk
 from threadline.server.store.turn_state import (
+    STORED_TURN_COLUMNS,
     TRACE_COLUMNS,
-    TURN_COLUMNS,
     TraceState,
     TurnState,
     fold_turn,
@@ -34,8 +34,11 @@ TurnId = tuple[int, str, str]
 TurnRows = dict[TurnId, TurnState | None]
 
 _CHUNK = 400
-_TURN_FIELDS = TURN_COLUMNS[3:]
-_INSERT = f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.join('?' * len(TURN_COLUMNS))})"
+_TURN_FIELDS = STORED_TURN_COLUMNS[3:]
+_INSERT = (f"INSERT INTO turns ({', '.join(STORED_TURN_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(STORED_TURN_COLUMNS))})")
+#: A turn's output is its last trace's (stored once, in ``traces``): read with the turn.
+_OUTPUT_JOIN = "LEFT JOIN traces o ON o.project_id = r.project_id AND o.trace_id = r.last_trace_id"
 _UPDATE = (f"UPDATE turns SET {', '.join(f'{n} = ?' for n in _TURN_FIELDS)} "
            "WHERE project_id = ? AND session_id = ? AND turn_key = ?")
 _DELETE = "DELETE FROM turns WHERE project_id = ? AND session_id = ? AND turn_key = ?"
@@ -139,20 +142,23 @@ class TurnWriter:
 
     def _turns(self, tx: Connection, keys: list[TurnId]) -> dict[TurnId, TurnState]:
         """The stored rows of these turns (locked until commit on PostgreSQL, in key order)."""
-        rows = self._rows(tx, "turns", TURN_COLUMNS, keys, lock=self._postgres)
+        rows = self._rows(tx, "turns", STORED_TURN_COLUMNS, keys, lock=self._postgres, output=True)
         return {(s.project_id, s.session_id, s.turn_key): s for s in (TurnState(*row) for row in rows)}
 
     def _traces(self, tx: Connection, keys: list[TurnId]) -> list[TraceState]:
         return [TraceState(*row) for row in self._rows(tx, "traces", TRACE_COLUMNS, keys, lock=False)]
 
-    def _rows(self, tx: Connection, table: str, columns: Sequence[str], keys: list[TurnId], *, lock: bool
-              ) -> list[tuple[Any, ...]]:
-        """``columns`` of the ``table`` rows of these turns (an indexed lookup per key)."""
-        select_list = ", ".join(f"r.{c}" for c in columns)
+    def _rows(self, tx: Connection, table: str, columns: Sequence[str], keys: list[TurnId], *, lock: bool,
+              output: bool = False) -> list[tuple[Any, ...]]:
+        """``columns`` of the ``table`` rows of these turns (an indexed lookup per key); ``output``:
+        then the output of each row's ``last_trace_id`` (turns)."""
+        select_list = ", ".join(f"r.{c}" for c in columns) + (", o.output" if output else "")
+        joined = f" {_OUTPUT_JOIN}" if output else ""
         on = "r.project_id = k.p AND r.session_id = k.s AND r.turn_key = k.t"
         if self._postgres:
             sql = (f"SELECT {select_list} FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(p, s, t) "
-                   f"JOIN {table} r ON {on}" + (" ORDER BY r.session_id, r.turn_key FOR UPDATE OF r" if lock else ""))
+                   f"JOIN {table} r ON {on}{joined}"
+                   + (" ORDER BY r.session_id, r.turn_key FOR UPDATE OF r" if lock else ""))
             columns_of_keys = tuple(list(part) for part in zip(*keys, strict=True))
             return [tuple(row) for row in tx.exec_driver_sql(sql, columns_of_keys)]
         found: list[tuple[Any, ...]] = []
@@ -160,7 +166,7 @@ class TurnWriter:
             chunk = keys[start:start + _CHUNK]
             values = ", ".join("(?, ?, ?)" for _ in chunk)
             sql = (f"SELECT {select_list} FROM (SELECT column1 AS p, column2 AS s, column3 AS t "
-                   f"FROM (VALUES {values})) k CROSS JOIN {table} r ON {on}")
+                   f"FROM (VALUES {values})) k CROSS JOIN {table} r ON {on}{joined}")
             found.extend(tuple(row) for row in tx.exec_driver_sql(sql, tuple(_flatten(chunk))))
         return found
 
@@ -194,14 +200,14 @@ def rebuild_turns(tx: Connection, project_id: int, session_ids: Iterable[str]) -
             trace = TraceState(*row)
             groups.setdefault(trace.turn_key or trace.trace_id, []).append(trace)
         turns = [fold_turn(project_id, sid, key, traces) for key, traces in sorted(groups.items())]
-        values = [dict(zip(TURN_COLUMNS, turn_row(turn), strict=True)) for turn in turns if turn is not None]
+        values = [dict(zip(STORED_TURN_COLUMNS, turn_row(turn), strict=True)) for turn in turns if turn is not None]
         if values:
             tx.execute(t.turns.insert(), values)
 
 
 def _placeholder(key: TurnId) -> dict[str, Any]:
     """A turn row with no traces: on PostgreSQL, created so that it can be locked."""
-    return dict(zip(TURN_COLUMNS, turn_row(TurnState(*key)), strict=True))
+    return dict(zip(STORED_TURN_COLUMNS, turn_row(TurnState(*key)), strict=True))
 
 
 def _flatten(keys: list[TurnId]) -> Iterable[Any]:
