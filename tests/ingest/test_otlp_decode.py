@@ -18,6 +18,7 @@ from threadline.server.ingest.otlp import (
     decode_request,
     decompress,
     media_type,
+    wire_resource_spans,
 )
 
 
@@ -163,3 +164,93 @@ def test_under_the_cap_nothing_is_chosen_or_dropped() -> None:
                             limits=Limits(max_attributes_per_span=len(attrs))).spans
     assert list(span.attributes) == list(attrs)
     assert span.dropped_attributes == 0
+
+
+# --- protobuf bodies are read a span at a time: the same spans as protobuf's own whole-message parse ---
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out + bytes([value]))
+
+
+def _unknown_fields() -> bytes:
+    """Fields of every wire type under numbers OTLP does not use (a newer sender's additions)."""
+    return (_varint(90 << 3 | 0) + _varint(150)  # varint
+            + _varint(91 << 3 | 1) + b"\x01" * 8  # fixed64
+            + _varint(92 << 3 | 2) + _varint(3) + b"abc"  # length-delimited
+            + _varint(93 << 3 | 5) + b"\x02" * 4)  # fixed32
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _envelope() -> bytes:
+    """Two resource groups (the first with its resource sent in two parts), three scopes, unknown
+    fields at every level, spans with events and every attribute type."""
+    first = request([{"name": "a", "attrs": {"session.id": "s1", "n": 3}},
+                     {"name": "b", "span": "33" * 8}], {"openinference.project.name": "bot"})
+    scope = first.resource_spans[0].scope_spans[0]
+    event = scope.spans[0].events.add()
+    event.name, event.time_unix_nano = "exception", 1_700_000_000_100_000_000
+    scope.spans[0].events[0].attributes.add(key="exception.message").value.string_value = "boom ✓"
+    scope.spans[1].attributes.add(key="ratio").value.double_value = 0.5
+    scope.spans[1].attributes.add(key="flag").value.bool_value = True
+    rs = first.resource_spans[0]
+    resource_a, resource_b = rs.resource.__class__(), rs.resource.__class__()
+    resource_a.attributes.add(key="service.name").value.string_value = "svc"
+    resource_b.attributes.add(key="openinference.project.name").value.string_value = "bot"
+    scopes = [ss.SerializeToString() + _unknown_fields() for ss in rs.scope_spans]
+    second = request([{"name": "c", "span": "44" * 8, "attrs": {"user.id": "u"}}])
+    second_scope = second.resource_spans[0].scope_spans[0]
+    group_one = (_len_field(1, resource_a.SerializeToString()) + _len_field(2, scopes[0]) + _unknown_fields()
+                 + _len_field(1, resource_b.SerializeToString()) + _len_field(2, second_scope.SerializeToString()))
+    group_two = request([{"name": "d", "trace": "55" * 16}], {"openinference.project.name": "ops"}).resource_spans[0]
+    return (_len_field(1, group_one) + _unknown_fields() + _len_field(1, group_two.SerializeToString()))
+
+
+def _oracle(body: bytes) -> list[tuple[object, list[object]]]:
+    whole = ExportTraceServiceRequest.FromString(body)
+    return [(rs.resource, [span for ss in rs.scope_spans for span in ss.spans]) for rs in whole.resource_spans]
+
+
+def _walked(body: bytes | memoryview) -> list[tuple[object, list[object]]]:
+    return [(resource, [span for spans in scopes for span in spans]) for resource, scopes in wire_resource_spans(body)]
+
+
+def test_the_wire_walk_finds_what_a_whole_parse_finds() -> None:
+    body = _envelope()
+    expected = _oracle(body)
+    assert [len(spans) for _, spans in expected] == [3, 1]  # the fixture is what it says
+    assert _walked(body) == expected
+    assert _walked(memoryview(bytearray(body))) == expected  # a decode process's receive buffer
+    decoded = decode_request(body, PROTOBUF)
+    assert [(s.project, s.name) for s in decoded.spans] == [("bot", "a"), ("bot", "b"), ("bot", "c"), ("ops", "d")]
+    assert decoded.spans[0].events[0]["attributes"] == {"exception.message": "boom ✓"}
+    assert decoded.spans[1].attributes == {"ratio": 0.5, "flag": True}
+
+
+def test_a_cut_body_is_refused_exactly_when_a_whole_parse_refuses_it() -> None:
+    body = _envelope()
+    refused = 0
+    for end in range(len(body)):
+        cut = body[:end]
+        try:
+            expected = _oracle(cut)
+        except Exception:
+            refused += 1
+            with pytest.raises(DecodeError):
+                _walked(cut)
+        else:  # cut at a field boundary: a smaller valid request
+            assert _walked(cut) == expected
+    assert refused > len(body) // 2
+
+
+@pytest.mark.parametrize("garbage", [b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x0b\x00", b"\x00\x01",
+                                     b"\x0a\x05\x12\x03\x12\x01\xff"])
+def test_invalid_wire_data_is_a_decode_error(garbage: bytes) -> None:
+    with pytest.raises(DecodeError, match="not a valid protobuf"):
+        decode_request(garbage, PROTOBUF)

@@ -10,7 +10,7 @@ import base64
 import json
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from threadline import conventions as cv
 
@@ -305,57 +307,157 @@ def decode_spans(
 
     One at a time, so a caller that turns each span into its stored form before asking for the
     next never holds the decoded attributes of a whole request (a 21 MiB request of 8,000 chat
-    spans decodes to a few hundred MB of Python strings and dicts).
+    spans decodes to a few hundred MB of Python strings and dicts). A protobuf body is also
+    parsed a span at a time (:func:`wire_resource_spans`), so neither is its parsed form held.
     """
     limits = limits or Limits()
-    request = parse_request(body, media)
-    result = outcome
     header_project = (project_header or "").strip() or None
     if header_project is not None and len(header_project) > MAX_PROJECT_CHARS:
         raise DecodeError(f"the {cv.PROJECT_HEADER} header names a project of {len(header_project)} characters; "
                           f"project names have at most {MAX_PROJECT_CHARS}")
-    for resource_spans in request.resource_spans:
-        resource, _ = attributes(resource_spans.resource.attributes, limits)
+    groups = wire_resource_spans(body) if media == PROTOBUF else _message_resource_spans(parse_request(body, media))
+    for resource_message, scopes in groups:
+        resource, _ = attributes(resource_message.attributes, limits)
         project = header_project or _project_from_resource(resource)
         if len(project) > MAX_PROJECT_CHARS:  # never cut: two long names would merge into one project
-            refused = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
-            result.rejected += refused
-            result.errors.append(f"{refused} spans name a project of {len(project)} characters in "
-                                 f"{cv.PROJECT_NAME}; project names have at most {MAX_PROJECT_CHARS}")
+            refused = sum(1 for spans in scopes for _ in spans)
+            outcome.rejected += refused
+            outcome.errors.append(f"{refused} spans name a project of {len(project)} characters in "
+                                  f"{cv.PROJECT_NAME}; project names have at most {MAX_PROJECT_CHARS}")
             continue
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                trace_id, span_id = span.trace_id, span.span_id
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                problem = _invalid(span, trace_id, span_id, start, end)
-                if problem:
-                    result.rejected += 1
-                    result.errors.append(problem)
-                    continue
-                attrs, dropped = attributes(span.attributes, limits)
-                status = span.status
-                code, kind, parent = status.code, span.kind, span.parent_span_id
-                message = status.message
-                events = span.events
-                yield DecodedSpan(
-                    project,
-                    trace_id.hex(),
-                    span_id.hex(),
-                    parent.hex() if len(parent) == 8 else None,
-                    _bound(span.name, 1024),
-                    OTEL_KINDS[kind] if 0 <= kind < len(OTEL_KINDS) else "UNSPECIFIED",
-                    start,
-                    max(start, end),
-                    STATUS_CODES[code] if 0 <= code < 3 else "UNSET",
-                    (_bound(message, 8192) if message else None),
-                    attrs,
-                    [
-                        {"name": _bound(e.name, 1024), "time_ns": min(int(e.time_unix_nano), MAX_TIME_NS),
-                         "attributes": attributes(e.attributes, limits)[0]}
-                        for e in events[: limits.max_events_per_span]
-                    ] if events else [],
-                    dropped,
-                )
+        for spans in scopes:
+            for span in spans:
+                decoded = _decoded(span, project, limits, outcome)
+                if decoded is not None:
+                    yield decoded
+
+
+#: One ``ResourceSpans``: its resource, and its scopes' spans (each an iterable, parsed as it is read).
+ResourceGroup = tuple[Resource, list[Iterable[Span]]]
+
+
+def _message_resource_spans(request: ExportTraceServiceRequest) -> Iterator[ResourceGroup]:
+    """The groups of a request parsed whole (OTLP/JSON)."""
+    for resource_spans in request.resource_spans:
+        yield resource_spans.resource, [scope_spans.spans for scope_spans in resource_spans.scope_spans]
+
+
+def _decoded(span: Span, project: str, limits: Limits, outcome: DecodedRequest) -> DecodedSpan | None:
+    """``span`` as a :class:`DecodedSpan`, or ``None`` (counted as rejected in ``outcome``) if invalid."""
+    trace_id, span_id = span.trace_id, span.span_id
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    problem = _invalid(span, trace_id, span_id, start, end)
+    if problem:
+        outcome.rejected += 1
+        outcome.errors.append(problem)
+        return None
+    attrs, dropped = attributes(span.attributes, limits)
+    status = span.status
+    code, kind, parent = status.code, span.kind, span.parent_span_id
+    message = status.message
+    events = span.events
+    return DecodedSpan(
+        project,
+        trace_id.hex(),
+        span_id.hex(),
+        parent.hex() if len(parent) == 8 else None,
+        _bound(span.name, 1024),
+        OTEL_KINDS[kind] if 0 <= kind < len(OTEL_KINDS) else "UNSPECIFIED",
+        start,
+        max(start, end),
+        STATUS_CODES[code] if 0 <= code < 3 else "UNSET",
+        (_bound(message, 8192) if message else None),
+        attrs,
+        [
+            {"name": _bound(e.name, 1024), "time_ns": min(int(e.time_unix_nano), MAX_TIME_NS),
+             "attributes": attributes(e.attributes, limits)[0]}
+            for e in events[: limits.max_events_per_span]
+        ] if events else [],
+        dropped,
+    )
+
+
+# --- protobuf bodies, read one span at a time -------------------------------------------------------
+# ExportTraceServiceRequest.resource_spans = 1; ResourceSpans.resource = 1, .scope_spans = 2;
+# ScopeSpans.spans = 2 (opentelemetry/proto/collector/trace/v1/trace_service.proto, trace/v1/trace.proto).
+_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
+
+
+def wire_resource_spans(body: Body) -> Iterator[ResourceGroup]:
+    """The resource groups of a protobuf ``ExportTraceServiceRequest``, read from its wire format.
+
+    Only the envelope (resource spans, scope spans) is walked here; each span is parsed on its
+    own when its turn comes, so the parsed form of a whole request never exists at once (a 21 MiB
+    request parsed whole takes about as much again). Fields this reader does not need are skipped
+    as protobuf skips unknown fields; a resource sent in several parts is merged, as a parser
+    merges repeated occurrences of a message field. Raises :class:`DecodeError` for a body that is
+    not valid protobuf, as a whole-message parse would, when the walk reaches the fault.
+    """
+    view = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+    for number, start, end in _fields(view, 0, len(view)):
+        if number == 1:
+            resource = Resource()
+            scopes: list[Iterable[Span]] = []
+            for inner, a, b in _fields(view, start, end):
+                if inner == 1:
+                    _parse_into(resource, view[a:b])
+                elif inner == 2:
+                    scopes.append(_scope_spans(view, a, b))
+            yield resource, scopes
+
+
+def _scope_spans(view: memoryview, start: int, end: int) -> Iterator[Span]:
+    for number, a, b in _fields(view, start, end):
+        if number == 2:
+            span = Span()
+            _parse_into(span, view[a:b])
+            yield span
+
+
+def _parse_into(message: Resource | Span, data: memoryview) -> None:
+    try:
+        message.MergeFromString(data)  # type: ignore[arg-type]  # upb parses any buffer
+    except (ProtobufDecodeError, RecursionError, ValueError) as exc:
+        raise DecodeError(f"body is not a valid protobuf ExportTraceServiceRequest: {exc}") from exc
+
+
+def _fields(view: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``(field number, value start, value end)`` of each length-delimited field in ``view[start:end]``;
+    fields of the other wire types are skipped."""
+    at = start
+    while at < end:
+        key, at = _varint(view, at, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise DecodeError("body is not a valid protobuf ExportTraceServiceRequest: field number 0")
+        if wire == _WIRE_LEN:
+            size, at = _varint(view, at, end)
+            if at + size > end:
+                raise DecodeError("body is not a valid protobuf ExportTraceServiceRequest: truncated field")
+            yield number, at, at + size
+            at += size
+        elif wire == _WIRE_VARINT:
+            _, at = _varint(view, at, end)
+        elif wire == _WIRE_I64:
+            at += 8
+        elif wire == _WIRE_I32:
+            at += 4
+        else:  # groups (deprecated, never in OTLP) and invalid wire types
+            raise DecodeError(f"body is not a valid protobuf ExportTraceServiceRequest: wire type {wire}")
+        if at > end:
+            raise DecodeError("body is not a valid protobuf ExportTraceServiceRequest: truncated field")
+
+
+def _varint(view: memoryview, at: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while at < end and shift < 64:
+        byte = view[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+    raise DecodeError("body is not a valid protobuf ExportTraceServiceRequest: truncated or overlong varint")
 
 
 def _project_from_resource(resource: dict[str, Any]) -> str:
