@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Connection, answer_challenge, wait
 from pathlib import Path
 
 import pytest
 
-from threadline.server.ingest.frames import FrameReader
-from threadline.server.ingest.handoff import JobListener, JobSender, WriterAddress, WriterUnreachable, read_job
+from threadline.server.ingest.handoff import JobListener, JobReader, JobSender, WriterAddress, WriterUnreachable
 from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord, pack_records
 
@@ -23,56 +25,102 @@ def records(n: int, text: str) -> list[SpanRecord]:
                        span_id=f"{i + 1:016x}", parent_span_id=None, name="n", kind="CHAIN", start_ns=i, end_ns=i + 1,
                        status="OK", status_message=None, input=text, output=None, model=None, prompt_tokens=0,
                        completion_tokens=0, total_tokens=0, cost=0.0, payload=EMPTY,
-                       turn_key=None)
+                       turn_key=None, tags=("t",), metadata=(("k", "v"),))
             for i in range(n)]
 
 
-def accept_one(listener: JobListener) -> socket.socket | None:
-    """Accept the next connection and read its key as the writer's event loop does: the client once
-    it has presented the right key, ``None`` once it was dropped."""
-    listener.sock.settimeout(10)
-    before = set(listener.greeting)
+def accept_one(listener: JobListener) -> Connection | None:
+    """Accept the next connection as the writer's event loop does and wait for its greeter: the
+    connection once it has authenticated, ``None`` once it was dropped."""
+    assert wait([listener.sock], 10), "nobody connected within 10 s"
+    before = listener.greeting
     listener.accept()
-    (client,) = set(listener.greeting) - before
-    while client in listener.greeting:
-        readable, _, _ = select.select([client], [], [], 10)
-        assert readable, "the client sent nothing within 10 s"
-        ready = listener.greet(client)
-        if ready is not None:
-            return ready
-    return None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        wait([listener.arrivals], 0.05)
+        greeted = listener.greeted()
+        if greeted:
+            (client,) = greeted
+            return client
+        if listener.greeting == before:  # done greeting it, and it was not handed over: dropped
+            greeted = listener.greeted()
+            return greeted[0] if greeted else None
+    raise AssertionError("the greeting took more than 10 s")
+
+
+def closed_on(sock: socket.socket, seconds: float = 5) -> bool:
+    """Whether the writer closes ``sock`` within ``seconds`` (whatever it sent before)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
 
 
 def test_jobs_arrive_whole_and_in_order(tmp_path: Path) -> None:
     address = WriterAddress.new(str(tmp_path))
     listener = JobListener(address)
+    assert Path(address.path).stat().st_mode & 0o777 == 0o600
     sender = JobSender(address)
-    big = "é" * 700_000  # frames larger than the socket buffers, non-ASCII text
-    jobs = [(7, records(3, "small")), (8, records(2, big)), (9, records(1, ""))]
+    big = "é" * 1_100_000  # non-ASCII, and packed jobs of over 4 MB: larger than the socket buffers
+    jobs = [(7, records(3, "small")), (8, records(2, big)), (9, records(1, "")), (10, records(3, big)),
+            (11, records(1, "after"))]
     thread = threading.Thread(target=lambda: [sender.send(j, pack_records(r)) for j, r in jobs])
     thread.start()
     client = accept_one(listener)
     assert client is not None
-    reader = FrameReader(client)
-    received = [read_job(reader) for _ in jobs]
+    reader = JobReader(client)
+    received = [reader.read() for _ in jobs]
     thread.join()
     assert [(job.job_id, job.records) for job in received if job] == jobs
     sender.close()
-    assert read_job(reader) is None  # the sender has gone
+    assert reader.read() is None  # the sender has gone
     listener.close()
     assert not Path(address.path).exists()
 
 
-def test_a_client_without_the_key_is_refused(tmp_path: Path) -> None:
+def test_a_client_that_fails_the_challenge_is_refused(tmp_path: Path) -> None:
+    address = WriterAddress.new(str(tmp_path))
+    listener = JobListener(address)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address.path)
+    impostor = Connection(sock.detach())
+    outcome: list[BaseException] = []
+
+    def answer_wrongly() -> None:
+        try:
+            answer_challenge(impostor, b"not the key")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=answer_wrongly)
+    thread.start()
+    assert accept_one(listener) is None
+    thread.join()
+    assert [type(exc) for exc in outcome] == [AuthenticationError]
+    with pytest.raises((EOFError, OSError)):  # closed on it: what it sends next is never read as a job
+        impostor.send_bytes(struct.pack("<q", 1))
+        impostor.send_bytes(pack_records(records(1, "sneaky")))
+        impostor.recv_bytes()
+    impostor.close()
+    assert listener.greeted() == []
+    listener.close()
+
+
+def test_a_raw_client_sending_garbage_is_refused(tmp_path: Path) -> None:
     address = WriterAddress.new(str(tmp_path))
     listener = JobListener(address)
     assert Path(address.path).stat().st_mode & 0o077 == 0  # only this user may connect at all
     stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stranger.connect(address.path)
-    stranger.sendall(b"x" * 32)
+    stranger.sendall(b"x" * 32 + pack_records(records(1, "garbage")))
     assert accept_one(listener) is None
-    stranger.settimeout(5)
-    assert stranger.recv(1) == b""  # closed on it, before anything it sent was read as a job
+    assert closed_on(stranger)  # after the challenge, closed on it before anything it sent was read as a job
+    stranger.close()
     listener.close()
 
 
@@ -93,13 +141,14 @@ def test_a_sender_waits_for_a_writer_that_is_starting(tmp_path: Path) -> None:
             time.sleep(0.01)
         client = accept_one(started[0])
         assert client is not None
-        received.append(read_job(FrameReader(client)))
+        received.append(JobReader(client).read())
 
     thread = threading.Thread(target=serve)
     thread.start()
     sender.send(1, pack_records(records(1, "late")))
     thread.join()
     assert received and received[0] is not None
+    sender.close()
     started[0].close()
 
 
@@ -109,25 +158,87 @@ def test_a_sender_gives_up_when_no_writer_comes(tmp_path: Path) -> None:
         sender.send(1, pack_records(records(1, "x")))
 
 
-def test_a_silent_client_holds_up_nobody(tmp_path: Path) -> None:
-    """A connection that never presents its key waits aside; the next client is served meanwhile."""
+def test_a_silent_client_holds_up_nobody(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that never answers the challenge waits aside; the next client is served
+    meanwhile, and the silent one is dropped after the greeting timeout."""
+    monkeypatch.setattr(JobListener, "GREETING_SECONDS", 2.0)
     address = WriterAddress.new(str(tmp_path))
     listener = JobListener(address)
     silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     silent.connect(address.path)
-    listener.sock.settimeout(10)
-    listener.accept()  # returns at once, without reading anything from it
-    assert len(listener.greeting) == 1
+    assert wait([listener.sock], 10)
+    since = time.monotonic()
+    listener.accept()  # returns at once: the challenge runs in a thread of its own
+    assert listener.greeting == 1
     sender = JobSender(address)
     thread = threading.Thread(target=lambda: sender.send(3, pack_records(records(1, "meanwhile"))))
     thread.start()
     client = accept_one(listener)
     assert client is not None
-    job = read_job(FrameReader(client))
+    job = JobReader(client).read()
     thread.join()
     assert job is not None and job.job_id == 3
-    assert len(listener.greeting) == 1  # the silent one is still waiting, harmlessly
+    if time.monotonic() - since < JobListener.GREETING_SECONDS:
+        assert listener.greeting == 1  # the silent one is still waiting, harmlessly
+    assert closed_on(silent, JobListener.GREETING_SECONDS + 5)  # then dropped
+    deadline = time.monotonic() + 5
+    while listener.greeting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert listener.greeting == 0 and listener.greeted() == []
     sender.close()
     silent.close()
     listener.close()
-    assert not listener.greeting
+
+
+def test_the_key_never_crosses_the_socket(tmp_path: Path) -> None:
+    """A raw socket stands in for the writer and relays to the real one, keeping what crosses."""
+    (tmp_path / "writer").mkdir()
+    writer_address = WriterAddress.new(str(tmp_path / "writer"))
+    listener = JobListener(writer_address)
+    relay_address = WriterAddress(str(tmp_path / "relay.sock"), writer_address.key)
+    relay = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    relay.bind(relay_address.path)
+    relay.listen(1)
+    crossed = {"to writer": bytearray(), "to client": bytearray()}
+
+    def pump() -> None:
+        client, _ = relay.accept()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(writer_address.path)
+        peers = {client: (upstream, crossed["to writer"]), upstream: (client, crossed["to client"])}
+        while peers:
+            readable, _, _ = select.select(list(peers), [], [], 10)
+            assert readable
+            for sock in readable:
+                other, seen = peers[sock]
+                data = sock.recv(1 << 20)
+                if not data:
+                    other.shutdown(socket.SHUT_WR)
+                    del peers[sock]
+                    continue
+                seen += data
+                other.sendall(data)
+        client.close()
+        upstream.close()
+
+    relaying = threading.Thread(target=pump)
+    relaying.start()
+    sender = JobSender(relay_address)
+    sending = threading.Thread(target=lambda: sender.send(5, pack_records(records(1, "watched"))))
+    sending.start()
+    client = accept_one(listener)
+    assert client is not None
+    reader = JobReader(client)
+    job = reader.read()
+    sending.join()
+    assert job is not None and job.job_id == 5  # the whole exchange went through the relay
+    sender.close()
+    assert reader.read() is None
+    client.close()
+    relaying.join()
+    assert b"watched" in crossed["to writer"]
+    for seen in crossed.values():
+        assert writer_address.key not in seen
+        assert writer_address.key.hex().encode() not in seen
+    relay.close()
+    listener.close()

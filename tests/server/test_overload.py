@@ -127,6 +127,45 @@ def test_a_stalled_writer_gets_503_in_time_and_loses_nothing(pressured: ServerPr
     assert post(pressured, body).status_code == 200, "ingest recovers once the writer runs again"
 
 
+def test_a_body_stops_counting_once_a_decode_process_has_it(
+        db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
+    """The bytes budget counts the bodies the server process holds: once a decode process has a
+    request's body, the next request is admitted even while the first waits for its commit."""
+    bodies = [body_of("handed", n) for n in range(2)]
+    sizes = sorted(len(body) for body, _ in bodies)
+    budget = sizes[1] + sizes[0] // 2  # room for one body, not two
+    server = server_factory(db_url, THREADLINE_INGEST_MAX_PENDING_BYTES=str(budget),
+                            THREADLINE_INGEST_MAX_WAIT_SECONDS="30")
+    writer, _ = ingest_processes(server)
+    deadline = time.monotonic() + 20
+
+    def until_admitted(body: bytes) -> list[str]:
+        """Send ``body`` until it is admitted (then it waits for its commit: the client gives up
+        after 2 s); the refusals met before."""
+        refusals: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.post(server.otlp_http_url, content=body, headers={"content-type": PROTOBUF},
+                                      timeout=2)
+            except httpx.TimeoutException:
+                return refusals
+            assert response.status_code == 503, response.text  # nothing is committed while the writer is stopped
+            refusals.append(response.text)
+        raise AssertionError(f"refused for 20 s while the other request waited for its commit: {refusals[-1:]}")
+
+    with stopped(writer), ThreadPoolExecutor(2) as pool:
+        # Both are admitted: whichever came second only while the first was being handed over.
+        for future in [pool.submit(until_admitted, body) for body, _ in bodies]:
+            future.result()
+    # Both clients gave up, but both requests were handed over: they are committed now.
+    api = Api(server.base_url)
+    everything = bodies[0][1] | bodies[1][1]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not api.span_ids("handed") >= everything:
+        time.sleep(0.1)
+    assert api.span_ids("handed") >= everything
+
+
 def test_healthz_answers_while_ingest_is_saturated(pressured: ServerProcess) -> None:
     writer, _ = ingest_processes(pressured)
     stop = threading.Event()

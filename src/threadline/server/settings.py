@@ -119,9 +119,11 @@ class Settings(BaseSettings):
         "once. Also the size of the ingest thread pool, apart from the one of the UI and API.",
     )
     ingest_max_pending_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024,
-        description="Request bodies (as sent) the server process holds at once for decoding, in bytes; a request "
-        "that would exceed it gets 503 + Retry-After before its body is read. Bounds the server's memory.",
+        default=32 * 1024 * 1024, ge=1024,
+        description="Request bodies (as sent) the server process holds at once, waiting for a decode process, in "
+        "bytes (a body stops counting once a decode process has it); a request that would exceed it gets 503 + "
+        "Retry-After before its body is read. Bounds the server's memory. A single body larger than this is "
+        "admitted when no other waits.",
     )
     ingest_max_wait_seconds: float = Field(
         default=4.0, gt=0,

@@ -32,6 +32,12 @@ class Ticket:
         self._admission._take(0, extra)
         self.nbytes += extra
 
+    def release_bytes(self) -> None:
+        """Give back the body's share of the bytes (the body is no longer held); the request keeps its place."""
+        if not self._released:
+            self._admission._give(0, self.nbytes)
+            self.nbytes = 0
+
     def release(self) -> None:
         """Give the share back (idempotent)."""
         if not self._released:

@@ -1,31 +1,39 @@
 """Decode processes: the CPU-heavy half of ingest, apart from the server process.
 
-Each decode process is connected to the server process by one socket pair. A request is two
-:mod:`.frames` — a small header (job id, media type, encoding, project header) and the body as
-sent — and the answer one frame: a :class:`~threadline.server.ingest.prepare.Prepared` summary, or
-the error to report (``otlp.DecodeError`` and friends, ``handoff.WriterUnreachable``). The
-records themselves go from the decode process straight to the writer process (:mod:`.handoff`).
+Each decode process is connected to the server process by one duplex
+:class:`multiprocessing.connection.Connection` (``Pipe``: a socket pair, :mod:`.messages`). A
+request is two messages — a small :class:`DecodeRequest` header (job id, media type, encoding,
+project header, allowed projects) and the body as sent, with ``send_bytes``, which copies nothing
+— and the answer one message: a :class:`DecodeAnswer`, holding either a
+:class:`~threadline.server.ingest.prepare.Prepared` summary or the error to report as
+``(kind, message)`` (``otlp.DecodeError`` and friends, ``handoff.WriterUnreachable``,
+:class:`WorkerFailed`), rebuilt into the same exception class on the server side. Header and
+answer are MessagePack (msgspec): nothing received is unpickled. The decode process receives
+bodies into one buffer that it reuses (:class:`~.messages.MessageReader`). The records
+themselves go from the decode process straight to the writer process (:mod:`.handoff`).
 
-A plain socket pair costs a fraction of a process pool's queues for megabyte-sized bodies (no
-pickled copies, no feeder threads). A decode process that dies (killed, out of memory) costs the
-request it was working on a :class:`WorkerLost` (503) and is replaced before its next request.
+A plain pipe costs a fraction of a process pool's queues for megabyte-sized bodies (no pickled
+copies, no feeder threads). A decode process that dies (killed, out of memory) costs the request
+it was working on a :class:`WorkerLost` (503) and is replaced before its next request.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
-import pickle
 import queue
 import signal
-import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from threadline.server.ingest import frames
+import msgspec
+
+from threadline.server.ingest import messages
 from threadline.server.ingest.admission import Overloaded
 from threadline.server.ingest.handoff import JobSender, WriterAddress, WriterUnreachable
+from threadline.server.ingest.heap import HeapTrimmer
 from threadline.server.ingest.otlp import (
     Body,
     DecodeError,
@@ -38,8 +46,8 @@ from threadline.server.ingest.prepare import Prepared, prepare_and_hand_over
 
 log = logging.getLogger("threadline.ingest")
 
-#: Errors a decode process reports as they are; anything else is a bug, reported as WorkerFailed.
-_EXPECTED = (DecodeError, PayloadTooLarge, UnsupportedContentType, ProjectNotAllowed, WriterUnreachable)
+#: What a decode process sends once it is ready for requests.
+READY = b"ready"
 
 
 class WorkerLost(RuntimeError):
@@ -48,6 +56,49 @@ class WorkerLost(RuntimeError):
 
 class WorkerFailed(RuntimeError):
     """A decode process failed on this request with an unexpected error (a bug)."""
+
+
+#: Errors a decode process reports as they are; anything else is a bug, reported as WorkerFailed.
+_EXPECTED = (DecodeError, PayloadTooLarge, UnsupportedContentType, ProjectNotAllowed, WriterUnreachable)
+#: The errors an answer can carry, by the name that crosses (``kind``).
+_ERRORS: dict[str, type[Exception]] = {kind.__name__: kind for kind in (*_EXPECTED, WorkerFailed)}
+
+
+class DecodeRequest(msgspec.Struct, array_like=True, frozen=True):
+    """The header of one request to a decode process (its body follows as the next message)."""
+
+    job_id: int
+    media: str
+    content_encoding: str | None
+    project_header: str | None
+    allowed_projects: frozenset[str] | None
+
+
+class DecodeAnswer(msgspec.Struct, array_like=True, frozen=True):
+    """A decode process's answer: the summary, or the error as ``(kind, message)``."""
+
+    prepared: Prepared | None = None
+    error: tuple[str, str] | None = None
+
+    @staticmethod
+    def of_error(exc: Exception) -> DecodeAnswer:
+        """The answer reporting ``exc`` (one of the errors in :data:`_ERRORS`)."""
+        kind = next(name for name, cls in _ERRORS.items() if isinstance(exc, cls))
+        return DecodeAnswer(error=(kind, str(exc)))
+
+    def result(self) -> Prepared:
+        """The summary, or raise the error the decode process reported, as its own class."""
+        if self.error is not None:
+            kind, message = self.error
+            raise _ERRORS.get(kind, WorkerFailed)(message)
+        if self.prepared is None:
+            raise WorkerFailed("a decode process answered neither a summary nor an error")
+        return self.prepared
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_REQUESTS = msgspec.msgpack.Decoder(DecodeRequest)
+_ANSWERS = msgspec.msgpack.Decoder(DecodeAnswer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,68 +111,65 @@ class DecodeSetup:
     log_level: str = "info"
 
 
-def _serve(sock: socket.socket, setup: DecodeSetup) -> None:
-    """Entry point of a decode process: answer requests until the server closes the socket."""
-    # Ctrl-C and SIGTERM reach the whole process group; the server process closes the socket
+def _serve(conn: Connection, setup: DecodeSetup) -> None:
+    """Entry point of a decode process: answer requests until the server closes the connection."""
+    # Ctrl-C and SIGTERM reach the whole process group; the server process closes the connection
     # when it stops, after the requests under way are answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=setup.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sender = JobSender(setup.address)
-    reader = frames.FrameReader(sock)
-    frames.send_frames(sock, b"ready")
+    trimmer = HeapTrimmer()
+    reader = messages.MessageReader(conn)
+    conn.send_bytes(READY)
     while True:
-        header = reader.read()
-        if header is None:
-            break
-        job_id, media, content_encoding, project_header, allowed_projects = pickle.loads(header)
-        body = reader.read()  # valid until the next read: decoded (copied out) before then
-        if body is None:
-            break
-        answer: tuple[str, object]
         try:
-            answer = ("ok", prepare_and_hand_over(sender, job_id, body, media, content_encoding,
-                                                  project_header, setup.limits, setup.max_text_chars,
-                                                  allowed_projects))
+            request = _REQUESTS.decode(conn.recv_bytes())
+            body = reader.read()  # valid until the next read: decoded (copied out) before then
+        except (EOFError, OSError):
+            break
+        answer: DecodeAnswer
+        try:
+            answer = DecodeAnswer(prepared=prepare_and_hand_over(
+                sender, request.job_id, body, request.media, request.content_encoding, request.project_header,
+                setup.limits, setup.max_text_chars, request.allowed_projects))
         except _EXPECTED as exc:
-            answer = ("error", exc)
+            answer = DecodeAnswer.of_error(exc)
         except Exception as exc:  # a bug: report it, keep serving
-            log.exception("decoding request %d failed", job_id)
-            answer = ("error", WorkerFailed(f"{exc.__class__.__name__}: {exc}"))
+            log.exception("decoding request %d failed", request.job_id)
+            answer = DecodeAnswer.of_error(WorkerFailed(f"{exc.__class__.__name__}: {exc}"))
         try:
-            frames.send_frames(sock, pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(_ENCODER.encode(answer))
         except OSError:
             break
+        trimmer.processed(len(body))
     sender.close()
 
 
 class _Decoder:
-    """One decode process and the server's end of its socket."""
+    """One decode process and the server's end of its connection."""
 
     START_TIMEOUT = 120.0
 
     def __init__(self, context: multiprocessing.context.SpawnContext, setup: DecodeSetup) -> None:
-        ours, theirs = socket.socketpair()
-        frames.tune(ours)
-        frames.tune(theirs)
-        self.sock = ours
-        self.reader = frames.FrameReader(ours)
+        ours, theirs = context.Pipe(duplex=True)
+        self.conn = messages.tune(ours)
+        messages.tune(theirs)
         self.process: BaseProcess = context.Process(target=_serve, args=(theirs, setup), name="threadline-decode",
                                                     daemon=True)
         self.process.start()
         theirs.close()
-        ours.settimeout(self.START_TIMEOUT)  # a process that never gets ready counts as broken
-        greeting = self.reader.read()
-        ours.settimeout(None)
-        self.broken = greeting is None or bytes(greeting) != b"ready"
+        try:  # a process that never gets ready counts as broken
+            self.broken = not (ours.poll(self.START_TIMEOUT) and ours.recv_bytes(len(READY)) == READY)
+        except (EOFError, OSError):
+            self.broken = True
 
     def usable(self) -> bool:
         return not self.broken and self.process.is_alive()
 
     def stop(self, timeout: float) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+        messages.shut_down(self.conn)
+        self.conn.close()
         self.process.join(timeout)
         if self.process.is_alive():
             self.process.kill()
@@ -144,10 +192,12 @@ class DecodePool:
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None, allowed_projects: frozenset[str] | None = None,
-            wait: float | None = None) -> Prepared:
+            wait: float | None = None, body_taken: Callable[[], None] | None = None) -> Prepared:
         """Prepare one request in a decode process (blocking); raises what the process reports.
 
         ``wait``: longest wait for a free decode process, then :class:`Overloaded` (``None``: no limit).
+        ``body_taken``: called as soon as the decode process has the whole body (the caller may
+        let go of it while the request is decoded and committed).
         """
         try:
             decoder = self._idle.get(timeout=wait)
@@ -159,24 +209,22 @@ class DecodePool:
                     decoder = self._replace(decoder)
                 except OSError as exc:  # no new process (limits, memory): this request gets a 503
                     raise WorkerLost(f"no decode process could be started: {exc}") from exc
-            header = pickle.dumps((job_id, media, content_encoding, project_header, allowed_projects),
-                                  protocol=pickle.HIGHEST_PROTOCOL)
+            header = _ENCODER.encode(DecodeRequest(job_id, media, content_encoding, project_header, allowed_projects))
             try:
-                frames.send_frames(decoder.sock, header, body)
-            except OSError:
-                answer = None
-            else:
-                answer = decoder.reader.read()
-            if answer is None:
+                decoder.conn.send_bytes(header)
+                decoder.conn.send_bytes(body)
+                if body_taken is not None:
+                    body_taken()
+                answer = decoder.conn.recv_bytes()
+            except (EOFError, OSError):
                 decoder.broken = True
                 log.warning("a decode process stopped while decoding a request; it will be replaced")
-                raise WorkerLost("a decode process stopped while decoding this request")
-            kind, value = pickle.loads(answer)
-            if kind == "error":
-                assert isinstance(value, Exception)
-                raise value
-            assert isinstance(value, Prepared)
-            return value
+                raise WorkerLost("a decode process stopped while decoding this request") from None
+            try:
+                decoded = _ANSWERS.decode(answer)
+            except msgspec.DecodeError as exc:  # a bug: never from a decode process of this version
+                raise WorkerFailed(f"a decode process sent an answer that could not be read: {exc}") from exc
+            return decoded.result()
         finally:
             self._idle.put(decoder)
 

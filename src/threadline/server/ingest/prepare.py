@@ -7,6 +7,7 @@ straight to the writer process (:mod:`.handoff`); the caller gets a :class:`Prep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,9 +76,10 @@ class Preparer(Protocol):
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None, allowed_projects: frozenset[str] | None = None,
-            wait: float | None = None) -> Prepared:
+            wait: float | None = None, body_taken: Callable[[], None] | None = None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id`` (blocking; ``wait``: longest wait
-        for a free decode process)."""
+        for a free decode process; ``body_taken``: called once ``body`` is no longer needed here,
+        before the request is prepared when a decode process does it)."""
 
     def close(self) -> None:
         """Stop after the requests under way."""
@@ -96,10 +98,14 @@ class InlinePreparer:
 
     def run(self, job_id: int, body: Body, media: str, content_encoding: str | None,
             project_header: str | None, allowed_projects: frozenset[str] | None = None,
-            wait: float | None = None) -> Prepared:
+            wait: float | None = None, body_taken: Callable[[], None] | None = None) -> Prepared:
         """Prepare one request and hand it over as job ``job_id`` (in this thread: nothing to wait for)."""
-        return prepare_and_hand_over(self._sender, job_id, body, media, content_encoding, project_header,
-                                     self.limits, self.max_text_chars, allowed_projects)
+        try:
+            return prepare_and_hand_over(self._sender, job_id, body, media, content_encoding, project_header,
+                                         self.limits, self.max_text_chars, allowed_projects)
+        finally:
+            if body_taken is not None:
+                body_taken()
 
     def close(self) -> None:
         """Close the connection to the writer."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from threadline.server.ingest.admission import Admission, Overloaded, Ticket
 from threadline.server.ingest.decoders import DecodePool, DecodeSetup
 from threadline.server.ingest.handoff import WriterUnreachable
+from threadline.server.ingest.heap import HeapTrimmer
 from threadline.server.ingest.otlp import Body, Limits
 from threadline.server.ingest.prepare import InlinePreparer, Preparer
 from threadline.server.ingest.writer import SpanWriter, StoreUnavailable
@@ -55,6 +56,7 @@ class IngestService:
         )
         self.admission = Admission(settings.ingest_max_pending_requests, settings.ingest_max_pending_bytes)
         self.max_wait = settings.ingest_max_wait_seconds
+        self.trimmer = HeapTrimmer()  # the bodies this process held (see heap.py)
         # Longest wait for the commit once handed over: admission keeps the backlog under max_wait,
         # so this is reached only when the writer stalls. The answer is then 503 although the
         # spans may still be committed: resending them is safe (spans are stored once per id).
@@ -87,20 +89,31 @@ class IngestService:
     def export(
         self, body: Body, media: str, *, content_encoding: str | None = None, project_header: str | None = None,
         allowed_projects: frozenset[str] | None = None, admitted_at: float | None = None,
+        ticket: Ticket | None = None,
     ) -> ExportOutcome:
         """Decode, normalize and durably store one export request (blocking).
 
         ``allowed_projects``: the projects the sender may write to (``None``: any); a span of
         another project refuses the request (``otlp.ProjectNotAllowed``). ``admitted_at``
         (``time.monotonic()`` at admission): the wait for a decode process is bounded by what
-        remains of ``ingest_max_wait_seconds`` since then.
+        remains of ``ingest_max_wait_seconds`` since then. ``ticket``: the request's admission,
+        when ``body`` is a ``bytearray`` this call may take over: it is emptied, and its bytes
+        given back to admission, as soon as a decode process has it (the server process then holds
+        only bodies waiting to be decoded, not those being decoded or committed).
         """
         waited = time.monotonic() - admitted_at if admitted_at is not None else 0.0
+        self.trimmer.processed(len(body))  # trims what earlier requests left, before this one decodes
+
+        def body_taken() -> None:
+            if ticket is not None and isinstance(body, bytearray):
+                body.clear()  # frees it now, whoever still refers to it
+                ticket.release_bytes()
+
         job_id, committed = self.writer.expect()
         try:
             with self.writer.incoming():
                 prepared = self.preparer.run(job_id, body, media, content_encoding, project_header, allowed_projects,
-                                             wait=max(0.05, self.max_wait - waited))
+                                             wait=max(0.05, self.max_wait - waited), body_taken=body_taken)
         except WriterUnreachable as exc:
             self.writer.forget(job_id)
             raise StoreUnavailable(str(exc)) from exc

@@ -7,6 +7,19 @@ resolves only after the transaction holding them has committed there
 handed over but not yet committed): over it, :class:`QueueFull` (503). If the writer process
 dies, every request waiting on it fails with :class:`StoreUnavailable` (503: the client
 retries) and a new writer process starts on the same address.
+
+What passes between this process and the writer process (:mod:`.writer_process`):
+
+- a control pipe (``multiprocessing.Pipe``): :data:`~.writer_process.STOP`, once;
+- an answers pipe: :data:`~.writer_process.READY`, then one :class:`~.writer_process.Ack`
+  (MessagePack, msgspec) per group of jobs committed or failed;
+- one shared integer (``RawValue``): the requests being decoded, which the writer reads each
+  time it gathers a group to decide whether to linger for them. It stays a shared integer rather
+  than a message: reading it costs the writer no message and no system call, and only this
+  process writes it (under a lock).
+
+The jobs themselves never pass through this process: decode processes hand them to the writer
+over the :mod:`.handoff` socket.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from threadline.server.ingest.handoff import WriterAddress
-from threadline.server.ingest.writer_process import Failure, WriterConfig, run_writer
+from threadline.server.ingest.writer_process import READY, STOP, Failure, WriterConfig, decode_ack, run_writer
 
 log = logging.getLogger("threadline.ingest")
 
@@ -138,8 +151,8 @@ class SpanWriter:
         control_reader.close()
         acks_writer.close()
         try:
-            ready = acks_reader.poll(self.START_TIMEOUT) and acks_reader.recv() == ("ready", None)
-        except EOFError:
+            ready = acks_reader.poll(self.START_TIMEOUT) and acks_reader.recv_bytes(len(READY)) == READY
+        except (EOFError, OSError):
             ready = False
         if not ready:
             process.kill()
@@ -157,7 +170,7 @@ class SpanWriter:
             process, control = self._process, self._control
         if process is not None and control is not None:
             with contextlib.suppress(OSError):
-                control.send(None)
+                control.send_bytes(STOP)
             process.join(timeout)
             if process.is_alive():
                 log.warning("the writer process did not stop within %.0f s; killing it", timeout)
@@ -245,8 +258,8 @@ class SpanWriter:
             try:
                 ready = wait([acks, process.sentinel])
                 if acks in ready:
-                    job_ids, failure = acks.recv()
-                    self._resolve(job_ids, _error(failure))
+                    ack = decode_ack(acks.recv_bytes())
+                    self._resolve(ack.job_ids, _error(ack.failure))
                     continue
             except (EOFError, OSError):
                 pass
@@ -255,10 +268,10 @@ class SpanWriter:
                 try:
                     if not acks.poll():
                         break
-                    job_ids, failure = acks.recv()
+                    ack = decode_ack(acks.recv_bytes())
                 except (EOFError, OSError):
                     break
-                self._resolve(job_ids, _error(failure))
+                self._resolve(ack.job_ids, _error(ack.failure))
             process.join(5)
             with self._lock:
                 if self._stopping:

@@ -8,12 +8,21 @@ while one transaction commits, the next requests queue up and share the next fsy
 the server process about each job only after its transaction has committed and is on disk, so
 an acknowledged span is a stored span.
 
-Server process → writer, on the control pipe: ``None`` (take what has arrived, commit it, exit).
-Writer → server, on the answers pipe: ``("ready", None)`` once the store is open and the socket
-listens, then ``(job_ids, None)`` when they are committed or ``(job_ids, (kind, message))`` when
-they are not: ``kind`` is ``"unavailable"`` (the database could not be written; retry),
-``"invalid"`` (the database refused the data, e.g. a constraint; resending cannot help) or
-``"failed"`` (a bug).
+Its event loop waits on the hand-off socket (new connections, authenticated by greeter threads
+and handed back through :attr:`~.handoff.JobListener.arrivals`), the clients' connections (jobs)
+and the control pipe, all with :func:`multiprocessing.connection.wait`. Both pipes with the
+server process carry bytes, never pickles:
+
+- server process → writer, on the control pipe: :data:`STOP` (take what has arrived, commit it,
+  exit);
+- writer → server process, on the answers pipe: :data:`READY` once the store is open and the
+  socket listens, then one :class:`Ack` (MessagePack) per group of jobs answered: ``failure`` is
+  ``None`` when they are committed, else ``(kind, message)``: ``kind`` is ``"unavailable"`` (the
+  database could not be written; retry), ``"invalid"`` (the database refused the data, e.g. a
+  constraint; resending cannot help) or ``"failed"`` (a bug).
+
+The server process also shares one integer with the writer, the number of requests being
+decoded (:meth:`.writer.SpanWriter.incoming`), read to decide whether to linger for them.
 """
 
 from __future__ import annotations
@@ -30,10 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
+import msgspec
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from threadline.server.ingest.frames import FrameReader
-from threadline.server.ingest.handoff import Job, JobListener, WriterAddress, read_job
+from threadline.server.ingest.handoff import Job, JobListener, JobReader, WriterAddress
+from threadline.server.ingest.heap import HeapTrimmer
 from threadline.server.store.engine import Store, open_store
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchResult, BatchWriter
@@ -41,6 +51,32 @@ from threadline.server.store.write import BatchResult, BatchWriter
 log = logging.getLogger("threadline.ingest")
 
 Failure = tuple[str, str]
+
+#: The writer's first message on the answers pipe: the store is open and the socket listens.
+READY = b"ready"
+#: The server's one message on the control pipe: commit what has arrived, answer it, exit.
+STOP = b"stop"
+
+
+class Ack(msgspec.Struct, array_like=True, frozen=True):
+    """The writer's answer for some jobs: committed (``failure`` is ``None``) or not."""
+
+    job_ids: list[int]
+    failure: Failure | None = None
+
+
+_ACK_ENCODER = msgspec.msgpack.Encoder()
+_ACK_DECODER = msgspec.msgpack.Decoder(Ack)
+
+
+def encode_ack(ack: Ack) -> bytes:
+    """``ack`` as it crosses the answers pipe."""
+    return _ACK_ENCODER.encode(ack)
+
+
+def decode_ack(message: bytes) -> Ack:
+    """The :class:`Ack` :func:`encode_ack` encoded."""
+    return _ACK_DECODER.decode(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +148,9 @@ class CommitLoop:
         self.control = control
         self.acks = acks
         self.incoming = incoming
-        self.clients: dict[socket.socket, FrameReader] = {}
+        self.clients: dict[Connection, JobReader] = {}
         self.batch_writer = BatchWriter(store.dialect)
+        self.trimmer = HeapTrimmer()
         self.commits = 0
         self._stopping = False
         self._answer_lock = threading.Lock()
@@ -145,7 +182,7 @@ class CommitLoop:
                 timeout = max(0.0, linger_until - time.monotonic())
             else:
                 timeout = 0.0
-            sources: list[Connection | socket.socket] = [self.listener.sock, *self.listener.greeting, *self.clients]
+            sources: list[Connection | socket.socket] = [self.listener.sock, self.listener.arrivals, *self.clients]
             if not self._stopping:  # after a stop (or EOF) the pipe stays readable: stop watching it
                 sources.append(self.control)
             ready = wait(sources, timeout)
@@ -155,15 +192,13 @@ class CommitLoop:
                 if source is self.control:
                     self._on_control()
                 elif source is self.listener.sock:
-                    self.listener.accept()  # the key is read as it arrives, below: never blocks
-                elif source in self.listener.greeting:
-                    assert isinstance(source, socket.socket)
-                    client = self.listener.greet(source)
-                    if client is not None:
-                        self.clients[client] = FrameReader(client)
-                elif source in self.clients:  # (a greeting dropped by this round's accept is neither)
-                    assert isinstance(source, socket.socket)
-                    job = read_job(self.clients[source])
+                    self.listener.accept()  # authenticated in a greeter thread: never blocks
+                elif source is self.listener.arrivals:
+                    for client in self.listener.greeted():
+                        self.clients[client] = JobReader(client)
+                else:
+                    assert isinstance(source, Connection)
+                    job = self.clients[source].read()
                     if job is None:
                         del self.clients[source]
                         source.close()
@@ -176,7 +211,7 @@ class CommitLoop:
 
     def _on_control(self) -> None:
         with contextlib.suppress(EOFError):  # EOF: the server process is gone, nobody awaits answers
-            self.control.recv()
+            self.control.recv_bytes()
         self._stopping = True
 
     def commit(self, group: list[Job]) -> None:
@@ -203,14 +238,12 @@ class CommitLoop:
             log.warning("write of %d spans failed: %s", len(records), exc)
             self._answer(_ids(group), ("unavailable", f"the database is unavailable: {exc.__class__.__name__}"))
             return
-            log.exception("write of %d spans failed", len(records))
-            self._answer(_ids(group), ("failed", f"{exc.__class__.__name__}: {exc}"))
-            return
         self.commits += 1
         log.debug("committed %d spans of %d requests (%d new) in %.1f ms using %.1f ms of writer CPU",
                   len(records), len(group), result.spans, (time.perf_counter() - wall) * 1000,
                   (time.thread_time() - started) * 1000)
         self._acknowledger.committed(_ids(group))
+        self.trimmer.processed(sum(job.nbytes for job in group))
         if self.commits % self.OPTIMIZE_EVERY == 0:
             try:
                 self.store.optimize()
@@ -223,7 +256,7 @@ class CommitLoop:
 
     def _answer(self, job_ids: list[int], failure: Failure | None) -> None:
         with self._answer_lock, contextlib.suppress(OSError):  # OSError: the server process is gone
-            self.acks.send((job_ids, failure))
+            self.acks.send_bytes(encode_ack(Ack(job_ids, failure)))
 
 
 def _ids(group: list[Job]) -> list[int]:
@@ -279,7 +312,7 @@ def run_writer(config: WriterConfig, address: WriterAddress, control: Connection
                        pool_size=1, ingest_writer=True)
     listener = JobListener(address)
     try:
-        acks.send(("ready", None))
+        acks.send_bytes(READY)
         CommitLoop(config, store, listener, control, acks, incoming).run()
     finally:
         listener.close()

@@ -59,7 +59,7 @@ def _status_response(answer: Answer, message: str, media: str, retry_after: int 
     return Response(body, status_code=answer.http_status, media_type=media, headers=extra)
 
 
-async def _read_body(request: Request, limit: int, ticket: Ticket) -> bytes | bytearray:
+async def _read_body(request: Request, limit: int, ticket: Ticket) -> bytearray:
     """The request body, at most ``limit`` bytes (else :class:`PayloadTooLarge`).
 
     With a ``Content-Length`` (already admitted) the body is read into one buffer of that size: a
@@ -79,15 +79,13 @@ async def _read_body(request: Request, limit: int, ticket: Ticket) -> bytes | by
         if size < expected:
             raise DecodeError(f"body ended after {size} of its {expected} bytes")
         return body
-    chunks: list[bytes] = []
-    size = 0
+    grown = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(grown) + len(chunk) > limit:
             raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
         ticket.grow(len(chunk))
-        chunks.append(chunk)
-    return b"".join(chunks)
+        grown += chunk
+    return grown
 
 
 def _otlp_answer(description: str, json_schema: dict[str, object]) -> dict[str, object]:
@@ -151,7 +149,7 @@ async def export_traces(request: Request) -> Response:
             outcome = await anyio.to_thread.run_sync(
                 lambda: service.export(body, media, content_encoding=request.headers.get("content-encoding"),
                                        project_header=project_header, allowed_projects=allowed_projects,
-                                       admitted_at=admitted_at),
+                                       admitted_at=admitted_at, ticket=ticket),
                 limiter=limiter)
     except ClientDisconnect:
         Disconnects.count += 1
