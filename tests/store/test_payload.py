@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+import zstandard
 from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
@@ -18,6 +20,7 @@ from threadline.server.store import payload as codec
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store, open_store
 from threadline.server.store.migrate import alembic_config, current_revision, head_revision, upgrade
+from threadline.server.store.payload_dictionary import DICTIONARY
 from threadline.server.store.write import BatchWriter
 from threadline.server.web.api.serialize import to_json
 
@@ -25,6 +28,8 @@ from .test_engine import columns_before_payload
 from .test_turns import tool_loop_chat
 from .test_write import generate, record
 
+#: The dictionary's digest when it was made (store/payload_dictionary.py).
+DICTIONARY_SHA256 = "f3dc748e091d333a832617a38fbff0d3af8c5d609090d86d93189574b46623e2"
 LONG = "Ünïcødé 🙂 " + "the whole chat history, resent on every call. " * 40
 
 
@@ -33,9 +38,41 @@ def test_small_payloads_stay_plain_and_large_ones_are_compressed() -> None:
     attributes = {"input.value": LONG, "llm.input_messages.0.message.content": LONG}
     large = codec.encode_span(LONG, "ok", None, "[]", attributes)
     assert small[:1] == codec.PLAIN and len(small) < codec.COMPRESS_AT
-    assert large[:4] == codec.ZSTD_MAGIC and len(large) < len(LONG.encode()) / 4
+    assert large[:1] == codec.DICTIONARY_FRAME and len(large) < len(LONG.encode()) / 4
     assert codec.read_span(small).attributes() == {"input.value": "hi"}
     assert codec.read_span(large).attributes() == attributes
+
+
+def test_the_dictionary_never_changes() -> None:
+    """Stored payloads can only be read with the very bytes they were compressed with: a better
+    dictionary is a new format byte, never an edit of this one."""
+    assert hashlib.sha256(DICTIONARY).hexdigest() == DICTIONARY_SHA256
+
+
+def test_the_conventions_dictionary_shrinks_a_small_span() -> None:
+    """A tool span's payload is mostly attribute keys: with the dictionary it is well under both
+    its plain body and what zstandard makes of it alone."""
+    attributes = {"openinference.span.kind": "TOOL", "tool.name": "lookup_order",
+                  "tool.parameters": '{"order_id": "A-1043"}', "input.value": '{"order_id": "A-1043"}',
+                  "input.mime_type": "application/json", "output.value": '{"status": "shipped"}',
+                  "output.mime_type": "application/json", "session.id": "s-81", "user.id": "u-7"}
+    blob = codec.encode_span('{"order_id": "A-1043"}', '{"status": "shipped"}', None, "[]", attributes)
+    body = codec._body(blob).encode()
+    alone = zstandard.ZstdCompressor(level=codec.LEVEL).compress(body)
+    assert blob[:1] == codec.DICTIONARY_FRAME
+    assert len(blob) < 0.75 * min(len(body), len(alone)), (len(blob), len(body), len(alone))
+    assert codec.read_span(blob).attributes() == attributes
+
+
+def test_payloads_written_before_the_dictionary_are_read() -> None:
+    """A plain zstandard frame (the format before the dictionary) and a plain body still read."""
+    attributes_json = orjson.dumps({"input.value": 0, "llm.model_name": "gpt-4o"}).decode()
+    body = "\x00".join(("answer", "", LONG, "input.value", "", "[]", attributes_json)).encode()
+    old = zstandard.ZstdCompressor(level=3).compress(body)
+    assert old[:4] == codec.ZSTD_MAGIC
+    stored = codec.read_span(old)
+    assert stored.attributes() == {"input.value": LONG, "llm.model_name": "gpt-4o"}
+    assert (stored.output, codec.read_steps(old)) == ("answer", ("answer", None))
 
 
 def test_a_value_held_by_an_attribute_is_stored_once_and_put_back_in_key_order() -> None:
@@ -87,7 +124,7 @@ def test_payloads_round_trip_through_both_backends(store: Store) -> None:
     with store.read() as conn:
         raw = dict(conn.execute(select(t.spans.c.span_id, t.spans.c.payload)).all())
         trace = get_trace(conn, "p", "t" * 32)
-    assert bytes(raw["a" * 16])[:4] == codec.ZSTD_MAGIC and bytes(raw["b" * 16])[:1] == codec.PLAIN
+    assert bytes(raw["a" * 16])[:1] == codec.DICTIONARY_FRAME and bytes(raw["b" * 16])[:1] == codec.PLAIN
     assert trace is not None
     root, child = trace.spans
     assert (root.input, root.output, child.attributes) == (LONG, "short", {"x": "y"})
@@ -148,4 +185,5 @@ def test_migration_0006_converts_stored_spans_resumably_and_reads_return_the_sam
         store.dispose()
     assert not columns & {"input", "output", "detail", "events", "attributes"} and "payload" in columns
     assert len(stored) == len(old_rows["spans"])
-    assert any(bytes(b)[:4] == codec.ZSTD_MAGIC for b in stored) and any(bytes(b)[:1] == codec.PLAIN for b in stored)
+    assert any(bytes(b)[:1] == codec.DICTIONARY_FRAME for b in stored)
+    assert any(bytes(b)[:1] == codec.PLAIN for b in stored)
