@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import select
 
@@ -97,3 +98,31 @@ def test_migration_0008_backfills_from_stored_payloads(store: Store) -> None:
     upgrade(store)
     assert current_revision(store) == head
     assert stored(store) == (EXPECTED_TAGS, EXPECTED_PAIRS)
+
+
+def test_migration_0012_keeps_every_label_and_stores_each_once(store: Store) -> None:
+    """SQLite: the label tables become WITHOUT ROWID (no second copy of each row in an automatic
+    index), keeping every row; downgrading gives back rowid tables with the same rows."""
+
+    def without_rowid() -> dict[str, bool]:
+        with store.read() as conn:
+            sql = dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN "
+                                            "('trace_tags', 'trace_metadata')")).all())
+        return {name: "WITHOUT ROWID" in text for name, text in sql.items()}
+
+    writer = BatchWriter(store.dialect)
+    with store.write() as tx:
+        writer.write(tx, traffic(), NOW)
+    if store.dialect != "sqlite":
+        assert stored(store) == (EXPECTED_TAGS, EXPECTED_PAIRS)
+        return
+    assert without_rowid() == {"trace_tags": True, "trace_metadata": True}  # a new database
+    command.downgrade(alembic_config(store), "0011")
+    assert without_rowid() == {"trace_tags": False, "trace_metadata": False}
+    assert stored(store) == (EXPECTED_TAGS, EXPECTED_PAIRS)
+    upgrade(store)
+    assert without_rowid() == {"trace_tags": True, "trace_metadata": True}
+    assert stored(store) == (EXPECTED_TAGS, EXPECTED_PAIRS)
+    with store.write() as tx:  # written to as before
+        writer.write(tx, [span(2, 9, {"tag.tags": ["late"]})], NOW)
+    assert ("p", "2", "late") in stored(store)[0]

@@ -8,12 +8,15 @@ import random
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from sqlalchemy import select
 
 from threadline.server.chat import input_text, output_text, span_detail, turn_key
 from threadline.server.store import schema as t
 from threadline.server.store.engine import Store
 from threadline.server.store.erase import erase_turns
+from threadline.server.store.migrate import alembic_config, upgrade
 from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord
 from threadline.server.store.write import BatchWriter
@@ -95,7 +98,7 @@ def write_shuffled(store: Store, spans: list[SpanRecord], seed: int, batch_size:
 
 def turns_of(store: Store, session: str = "s") -> list[Any]:
     with store.read() as conn:
-        return conn.execute(t.turns_with_output().where(t.turns.c.session_id == session)
+        return conn.execute(t.turns_with_text().where(t.turns.c.session_id == session)
                             .order_by(t.turns.c.start_ns)).all()
 
 
@@ -108,7 +111,7 @@ def test_a_tool_loop_without_a_parent_span_is_one_turn_in_any_order(store: Store
     assert [(r.input, r.output, r.traces) for r in turns] == expected
     assert [r.total_tokens for r in turns] == [10, 50, 40]
     with store.read() as conn:
-        session = conn.execute(select(t.sessions)).one()
+        session = conn.execute(t.sessions_with_text()).one()
         user = conn.execute(select(t.users)).one()
     assert (session.turns, session.spans, session.total_tokens) == (3, 4, 100)
     assert (session.first_input, session.last_output) == ("Hi there", "You're welcome.")
@@ -153,7 +156,7 @@ def test_a_late_root_with_plain_text_makes_the_trace_its_own_turn(store: Store, 
     assert [(r.input, r.output, r.traces, r.total_tokens) for r in turns] == [
         ("ping #1", "pong 1", 1, 1), ("ping #2", "pong 2", 1, 2)]
     with store.read() as conn:
-        session = conn.execute(select(t.sessions)).one()
+        session = conn.execute(t.sessions_with_text()).one()
         user = conn.execute(select(t.users)).one()
     assert (session.turns, session.first_input, session.last_output) == (2, "ping #1", "pong 2")
     assert (user.turns, user.total_tokens) == (2, 3)
@@ -180,7 +183,7 @@ def test_erasing_a_user_rebuilds_the_turns_of_a_shared_session(store: Store) -> 
         erase_turns(tx, pid, user_id="u")
     assert [(r.input, r.user_id) for r in turns_of(store)] == [("Hi there", "v")]
     with store.read() as conn:
-        session = conn.execute(select(t.sessions)).one()
+        session = conn.execute(t.sessions_with_text()).one()
         users = conn.execute(select(t.users.c.user_id, t.users.c.turns)).all()
     assert (session.turns, session.first_input, session.last_output) == (1, "Hi there", "Hello! How can I help?")
     assert users == [("v", 1)]
@@ -214,3 +217,51 @@ def test_a_tool_traced_on_its_own_joins_the_turn_in_progress(store: Store, batch
 def test_a_session_that_starts_with_a_tool_trace_has_it_as_a_turn(store: Store) -> None:
     write_shuffled(store, [tool_trace("07" * 16, 500)], 0, 1)
     assert [(r.traces, r.input) for r in turns_of(store)] == [(1, '{"order_id": 1234}')]
+
+
+def test_migration_0013_reads_each_turn_input_from_its_trace(store: Store) -> None:
+    """Downgraded, ``turns.input`` holds each turn's text; upgraded again, the column is gone and
+    every turn reads the same text through ``input_trace_id``, and ingest goes on folding turns."""
+    spans, expected = tool_loop_chat()
+    write_shuffled(store, spans[:-1], 4, 2)
+    before = [(r.turn_key, r.input, r.output) for r in turns_of(store)]
+    assert len(before) >= 2 and [i for _, i, _ in before] == [text for text, _, _ in expected][:len(before)]
+
+    def columns() -> set[str]:
+        with store.read() as conn:
+            return {c["name"] for c in sa.inspect(conn).get_columns("turns")}
+
+    command.downgrade(alembic_config(store), "0012")
+    assert "input" in columns() and "input_trace_id" not in columns()
+    with store.read() as conn:
+        stored = dict(conn.execute(sa.text("SELECT turn_key, input FROM turns")).all())
+    assert stored == {key: text for key, text, _ in before}
+    upgrade(store)
+    assert "input" not in columns() and "input_trace_id" in columns()
+    assert [(r.turn_key, r.input, r.output) for r in turns_of(store)] == before
+    write_shuffled(store, spans, 5, 3)  # the last span, and a resend of the others
+    assert [(r.input, r.output, r.traces) for r in turns_of(store)] == expected
+
+
+def test_migration_0014_reads_session_texts_from_their_turns(store: Store) -> None:
+    """Downgraded, ``sessions`` holds the first input and last output again; upgraded, they are
+    read from the first and last turns, the same texts, and follow new turns."""
+    spans, expected = tool_loop_chat()
+    write_shuffled(store, spans[:-1], 6, 2)
+
+    def texts() -> tuple[str | None, str | None]:
+        with store.read() as conn:
+            row = conn.execute(t.sessions_with_text()).one()
+        return row.first_input, row.last_output
+
+    before = texts()
+    assert before[0] == expected[0][0]
+    command.downgrade(alembic_config(store), "0013")
+    with store.read() as conn:
+        assert tuple(conn.execute(sa.text("SELECT first_input, last_output FROM sessions")).one()) == before
+    upgrade(store)
+    with store.read() as conn:
+        assert not {"first_input", "last_output"} & {c["name"] for c in sa.inspect(conn).get_columns("sessions")}
+    assert texts() == before
+    write_shuffled(store, spans, 7, 3)
+    assert texts() == (expected[0][0], expected[-1][1])

@@ -100,7 +100,7 @@ def test_rollups_match_independent_computation_in_any_order(store: Store, seed: 
     write_in_batches(store, shuffled[::-1], batch_size=11)  # a full resend: nothing may change
     sessions, users = expected_rollups(spans)
     with store.read() as conn:
-        rows = {r.session_id: r for r in conn.execute(select(t.sessions))}
+        rows = {r.session_id: r for r in conn.execute(t.sessions_with_text())}
         user_rows = {r.user_id: r for r in conn.execute(select(t.users))}
         pairs = {(r.session_id, r.user_id) for r in conn.execute(select(t.session_users))}
         project = conn.execute(select(t.projects)).one()
@@ -133,7 +133,7 @@ def test_trace_joins_a_session_when_a_late_child_names_it(store: Store) -> None:
         assert conn.execute(select(t.sessions)).first() is None
     write_in_batches(store, [late], batch_size=10)
     with store.read() as conn:
-        row = conn.execute(select(t.sessions)).one()
+        row = conn.execute(t.sessions_with_text()).one()
     assert (row.session_id, row.turns, row.spans, row.total_tokens, row.first_input, row.last_output) == (
         "late", 1, 3, 5, "hi", "hello")
 
@@ -143,12 +143,12 @@ def test_root_text_wins_over_earlier_descendant_text(store: Store) -> None:
     child = record(trace, "2" * 16, "1" * 16, 110, input="child in", output="child out", session_id="s")
     write_in_batches(store, [child], batch_size=10)
     with store.read() as conn:
-        assert conn.execute(select(t.sessions.c.first_input)).scalar() == "child in"
+        assert conn.execute(t.sessions_with_text()).one().first_input == "child in"
     root = record(trace, "1" * 16, None, 100, input="root in", output="root out")
     write_in_batches(store, [root], batch_size=10)
     with store.read() as conn:
         trace_row = conn.execute(select(t.traces)).one()
-        session_row = conn.execute(select(t.sessions)).one()
+        session_row = conn.execute(t.sessions_with_text()).one()
     assert (trace_row.input, trace_row.output) == ("root in", "root out")
     assert (session_row.first_input, session_row.last_output) == ("root in", "root out")
 

@@ -207,7 +207,7 @@ def turns_from(conn: Connection, project: str, session_id: str, first_index: int
     tu = t.turns
     first_index = max(0, first_index)
     rows = conn.execute(
-        t.turns_with_output().where(tu.c.project_id == pid, tu.c.session_id == session_id)
+        t.turns_with_text().where(tu.c.project_id == pid, tu.c.session_id == session_id)
         .order_by(*t.TURN_ORDER).offset(first_index).limit(limit)
     ).all()
     return load_turns(conn, pid, rows, first_index)

@@ -191,6 +191,10 @@ def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]
         select(tu.c.session_id, tu.c.start_ns, tu.c.end_ns).where(tu.c.project_id == pid, tu.c.session_id.in_(ids))
     ):
         latencies[sid].append(ms(end - start))
+    texts: dict[str, tuple[str | None, str | None]] = defaultdict(lambda: (None, None))
+    texts.update((sid, (first, last)) for sid, first, last in conn.execute(
+        t.sessions_with_text(t.sessions.c.session_id).where(t.sessions.c.project_id == pid,
+                                                            t.sessions.c.session_id.in_(ids))))
     notes = summarize(conn, pid, "session", ids)
     return [
         SessionSummary(
@@ -199,7 +203,8 @@ def summaries(conn: Connection, pid: int, project: str, rows: Sequence[Row[Any]]
             turns=r.turns, spans=r.spans, errors=r.errors,
             tokens=Tokens(r.prompt_tokens, r.completion_tokens, r.total_tokens), cost_usd=round(r.cost, 8),
             latency_ms=Latency(percentile(latencies[r.session_id], 0.5), percentile(latencies[r.session_id], 0.99)),
-            first_input=r.first_input, last_output=r.last_output, annotations=notes.get(r.session_id, {}),
+            first_input=texts[r.session_id][0], last_output=texts[r.session_id][1],
+            annotations=notes.get(r.session_id, {}),
         )
         for r in rows
     ]
@@ -221,7 +226,7 @@ def get_session(
     if turn_cursor:
         start_ns, turn_key, first_index = cursors.decode(turn_cursor, (int, str, int))
         conditions.append(or_(tu.c.start_ns > start_ns, and_(tu.c.start_ns == start_ns, tu.c.turn_key > turn_key)))
-    query = t.turns_with_output().where(*conditions).order_by(*t.TURN_ORDER)
+    query = t.turns_with_text().where(*conditions).order_by(*t.TURN_ORDER)
     if turn_limit is not None:
         query = query.limit(check_limit(turn_limit) + 1)
     turn_rows = conn.execute(query).all()

@@ -247,7 +247,7 @@ def recompute_sessions(tx: Connection, pid: int, session_ids: set[str], tally: _
     removed = 0
     rebuild_turns(tx, pid, session_ids)
     for sid in sorted(session_ids):
-        rows = tx.execute(t.turns_with_output().where(tu.c.project_id == pid, tu.c.session_id == sid)
+        rows = tx.execute(t.turns_with_text().where(tu.c.project_id == pid, tu.c.session_id == sid)
                           .order_by(*t.TURN_ORDER)).all()
         if not rows:
             tx.execute(delete(su).where(su.c.project_id == pid, su.c.session_id == sid))
@@ -261,8 +261,8 @@ def recompute_sessions(tx: Connection, pid: int, session_ids: set[str], tally: _
             start_ns=start, end_ns=end, duration_ns=end - start, turns=len(rows), spans=sum(r.spans for r in rows),
             errors=sum(1 for r in rows if r.errors), prompt_tokens=sum(r.prompt_tokens for r in rows),
             completion_tokens=sum(r.completion_tokens for r in rows), total_tokens=sum(r.total_tokens for r in rows),
-            cost=sum(r.cost for r in rows), first_turn_key=rows[0].turn_key, first_input=rows[0].input,
-            last_turn_key=rows[-1].turn_key, last_output=rows[-1].output, last_start_ns=rows[-1].start_ns,
+            cost=sum(r.cost for r in rows), first_turn_key=rows[0].turn_key,
+            last_turn_key=rows[-1].turn_key, last_start_ns=rows[-1].start_ns,
         ))
         users = {uid for (uid,) in tx.execute(select(tr.c.user_id).where(
             tr.c.project_id == pid, tr.c.session_id == sid, tr.c.user_id.is_not(None)).distinct())}

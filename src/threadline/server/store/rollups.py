@@ -99,8 +99,8 @@ class RollupWriter:
         created = self._bulk.create_missing(tx, t.sessions, ("project_id", "session_id"), [
             {"project_id": pid, "session_id": sid, "start_ns": d.start_ns, "end_ns": d.end_ns, "duration_ns": 0,
              "turns": 0, "spans": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-             "cost": 0.0, "first_turn_key": d.first.turn_key if d.first else None, "first_input": None,
-             "last_turn_key": d.last.turn_key if d.last else None, "last_output": None,
+             "cost": 0.0, "first_turn_key": d.first.turn_key if d.first else None,
+             "last_turn_key": d.last.turn_key if d.last else None,
              "last_start_ns": d.last.start_ns if d.last else d.start_ns, "last_activity_ns": now_ns,
              "closed_ns": None}
             for (pid, sid), d in ordered
@@ -110,20 +110,21 @@ class RollupWriter:
              "d_prompt": d.prompt_tokens, "d_completion": d.completion_tokens, "d_total": d.total_tokens,
              "d_cost": d.cost, "d_start": d.start_ns, "d_end": d.end_ns,
              "d_first_start": d.first.start_ns if d.first else d.start_ns,
-             "d_first_id": d.first.turn_key if d.first else None, "d_first_input": d.first.input if d.first else None,
+             "d_first_id": d.first.turn_key if d.first else None,
              "d_last_start": d.last.start_ns if d.last else 0,
-             "d_last_id": d.last.turn_key if d.last else None, "d_last_output": d.last.output if d.last else None,
+             "d_last_id": d.last.turn_key if d.last else None,
              "d_now": now_ns}
             for (pid, sid), d in ordered
         ])
         return _count_by_project(created)
 
     def _build_session_update(self) -> Any:
-        """Apply one session's deltas; first input / last output follow the earliest / latest turn.
+        """Apply one session's deltas; the first / last turn keys follow the earliest / latest turn
+        (the session's first input and last output are theirs: ``schema.sessions_with_text``).
 
         A changed turn that starts no later than the first (no earlier than the last) takes its
         place: ``<=`` / ``>=``, so a turn rebuilt under another key (its trace changed turns)
-        keeps the session's first input and last output right.
+        keeps the session's first and last turn right.
         """
         s = t.sessions
         first: Any = bindparam("d_first_id", type_=String)
@@ -142,9 +143,7 @@ class RollupWriter:
             end_ns=self._greatest(s.c.end_ns, bindparam("d_end")),
             duration_ns=self._greatest(s.c.end_ns, bindparam("d_end"))
             - self._least(s.c.start_ns, bindparam("d_start")),
-            first_input=case((is_first, bindparam("d_first_input")), else_=s.c.first_input),
             first_turn_key=case((is_first, bindparam("d_first_id")), else_=s.c.first_turn_key),
-            last_output=case((is_last, bindparam("d_last_output")), else_=s.c.last_output),
             last_turn_key=case((is_last, bindparam("d_last_id")), else_=s.c.last_turn_key),
             last_start_ns=case((is_last, bindparam("d_last_start")), else_=s.c.last_start_ns),
             last_activity_ns=bindparam("d_now"),

@@ -122,11 +122,11 @@ sessions = Table(
     Column("completion_tokens", BigInteger, nullable=False),
     Column("total_tokens", BigInteger, nullable=False),
     Column("cost", Float, nullable=False),
+    # The first and the last turn: their texts (the user's first message, the last reply) are read
+    # from them, stored once in traces: sessions_with_text() (migration 0014).
     Column("first_turn_key", String, nullable=True),
-    Column("first_input", Text, nullable=True),
     Column("last_turn_key", String, nullable=True),
     Column("last_start_ns", BigInteger, nullable=False),  # start of the last turn
-    Column("last_output", Text, nullable=True),
     # Lifecycle: wall-clock time of the last ingested span, and when the session was closed.
     Column("last_activity_ns", BigInteger, nullable=False),
     Column("closed_ns", BigInteger, nullable=True),
@@ -160,10 +160,11 @@ turns = Table(
     Column("cost", Float, nullable=False),
     Column("user_id", String, nullable=True),
     Column("first_trace_id", String, nullable=True),
-    Column("input", Text, nullable=True),  # the user's message
     Column("last_trace_id", String, nullable=True),  # the latest trace with an output
     Column("last_start_ns", BigInteger, nullable=False),
-    # The turn's output (the assistant's final words) is its last_trace_id's: turns_with_output().
+    Column("input_trace_id", String, nullable=True),  # the first trace with an input (migration 0013)
+    # The turn's input (the user's message) is its input_trace_id's, its output (the assistant's
+    # final words) its last_trace_id's, each stored once in traces: turns_with_text().
     PrimaryKeyConstraint("project_id", "session_id", "turn_key", name="pk_turns"),
     # A session's turns in order, and every figure metrics aggregate: metrics read this index alone
     # (the rows carry the turn text). Migration 0009.
@@ -173,15 +174,41 @@ turns = Table(
 
 #: A session's turns in the order the user had them (ties broken by key): every list of turns.
 TURN_ORDER = (turns.c.start_ns, turns.c.turn_key)
+_turn_input_trace = traces.alias("turn_input_trace")
 _turn_last_trace = traces.alias("turn_last_trace")
 
 
-def turns_with_output() -> Select[Any]:
-    """``SELECT`` of ``turns`` with ``output``: the output of each turn's latest trace with one
-    (``last_trace_id``), stored once, in ``traces`` (migration 0011). Add conditions on ``turns``."""
-    last = _turn_last_trace
-    return select(*turns.c, last.c.output).select_from(turns.outerjoin(last, and_(
-        last.c.project_id == turns.c.project_id, last.c.trace_id == turns.c.last_trace_id)))
+def turns_with_text() -> Select[Any]:
+    """``SELECT`` of ``turns`` with ``input`` and ``output``: the input of each turn's
+    ``input_trace_id`` and the output of its latest trace with one (``last_trace_id``), each
+    stored once, in ``traces`` (migrations 0011 and 0013). Add conditions on ``turns``."""
+    first, last = _turn_input_trace, _turn_last_trace
+    return select(*turns.c, first.c.input, last.c.output).select_from(
+        turns.outerjoin(first, and_(first.c.project_id == turns.c.project_id,
+                                    first.c.trace_id == turns.c.input_trace_id))
+        .outerjoin(last, and_(last.c.project_id == turns.c.project_id, last.c.trace_id == turns.c.last_trace_id)))
+
+_session_first_turn = turns.alias("session_first_turn")
+_session_last_turn = turns.alias("session_last_turn")
+_session_first_input = traces.alias("session_first_input")
+_session_last_output = traces.alias("session_last_output")
+
+
+def sessions_with_text(*columns: Any) -> Select[Any]:
+    """``SELECT`` of ``sessions`` (``columns`` of it, default all) with ``first_input`` and
+    ``last_output``: the input of its first turn and the output of its last, read through the
+    turns from the traces that hold them (migration 0014). Add conditions on ``sessions``."""
+    s, ft, lt = sessions, _session_first_turn, _session_last_turn
+    fi, lo = _session_first_input, _session_last_output
+    chosen = columns or tuple(s.c)
+    return select(*chosen, fi.c.input.label("first_input"), lo.c.output.label("last_output")).select_from(
+        s.outerjoin(ft, and_(ft.c.project_id == s.c.project_id, ft.c.session_id == s.c.session_id,
+                             ft.c.turn_key == s.c.first_turn_key))
+        .outerjoin(fi, and_(fi.c.project_id == s.c.project_id, fi.c.trace_id == ft.c.input_trace_id))
+        .outerjoin(lt, and_(lt.c.project_id == s.c.project_id, lt.c.session_id == s.c.session_id,
+                            lt.c.turn_key == s.c.last_turn_key))
+        .outerjoin(lo, and_(lo.c.project_id == s.c.project_id, lo.c.trace_id == lt.c.last_trace_id)))
+
 
 session_users = Table(
     "session_users",
@@ -228,6 +255,7 @@ trace_tags = Table(
     Column("tag", String, nullable=False),
     PrimaryKeyConstraint("project_id", "tag", "trace_id", name="pk_trace_tags"),
     Index("ix_trace_tags_trace", "project_id", "trace_id"),
+    sqlite_with_rowid=False,  # the primary key is the table: each row stored once (migration 0012)
 )
 
 trace_metadata = Table(
@@ -239,6 +267,7 @@ trace_metadata = Table(
     Column("value", String, nullable=False),  # text: a string as is, other JSON values as compact JSON
     PrimaryKeyConstraint("project_id", "key", "value", "trace_id", name="pk_trace_metadata"),
     Index("ix_trace_metadata_trace", "project_id", "trace_id"),
+    sqlite_with_rowid=False,  # the primary key is the table: each row stored once (migration 0012)
 )
 
 annotations = Table(

@@ -133,9 +133,12 @@ class TurnState:
     cost: float = 0.0
     user_id: str | None = None
     first_trace_id: str | None = None
-    input: str | None = None
+    #: The trace whose input is the turn's (the user's message): its first trace with an input.
+    input_trace_id: str | None = None
     last_trace_id: str | None = None
     last_start_ns: int = 0
+    #: The text of ``input_trace_id`` and of ``last_trace_id``: stored once, in ``traces``.
+    input: str | None = None
     output: str | None = None
 
     def copy(self) -> TurnState:
@@ -168,8 +171,11 @@ class TurnState:
         if (self.first_trace_id is None or new.trace_id == self.first_trace_id
                 or order < (self.start_ns, self.first_trace_id)):
             self.first_trace_id = new.trace_id
-            self.input = new.input or self.input
-        elif self.input is None:
+            if new.input:
+                self.input_trace_id, self.input = new.trace_id, new.input
+        elif self.input_trace_id is None and new.input:
+            self.input_trace_id, self.input = new.trace_id, new.input
+        elif new.trace_id == self.input_trace_id and new.input:  # the text the reference reads now
             self.input = new.input
         if new.output and (self.last_trace_id is None or new.trace_id == self.last_trace_id
                            or order > (self.last_start_ns, self.last_trace_id)):
@@ -188,12 +194,13 @@ def fold_turn(project_id: int, session_id: str, turn_key: str, traces: list[Trac
     return turn
 
 
-#: The fields of a :class:`TurnState`, in order: the ``turns`` columns, then ``output``.
+#: The fields of a :class:`TurnState`, in order: the ``turns`` columns, then ``input`` and ``output``.
 TURN_COLUMNS = tuple(f.name for f in fields(TurnState))
-#: What ``turns`` stores: every field but ``output``, the text of the turn's ``last_trace_id``,
-#: which ``traces`` holds already (read back with ``schema.turns_with_output``).
-STORED_TURN_COLUMNS = tuple(c for c in TURN_COLUMNS if c != "output")
-assert (*STORED_TURN_COLUMNS, "output") == TURN_COLUMNS  # rows read as stored columns + the joined output
+#: What ``turns`` stores: every field but ``input`` and ``output``, the texts of the turn's
+#: ``input_trace_id`` and ``last_trace_id``, which ``traces`` holds already (read back with
+#: ``schema.turns_with_text``).
+STORED_TURN_COLUMNS = tuple(c for c in TURN_COLUMNS if c not in ("input", "output"))
+assert (*STORED_TURN_COLUMNS, "input", "output") == TURN_COLUMNS  # rows read as stored columns + the joined texts
 #: A :class:`TurnState` as a row of ``turns``.
 turn_row = operator.attrgetter(*STORED_TURN_COLUMNS)
 _NO_TRACE = TraceState(id=0, project_id=0, trace_id="")

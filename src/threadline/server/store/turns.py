@@ -37,8 +37,9 @@ _CHUNK = 400
 _TURN_FIELDS = STORED_TURN_COLUMNS[3:]
 _INSERT = (f"INSERT INTO turns ({', '.join(STORED_TURN_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(STORED_TURN_COLUMNS))})")
-#: A turn's output is its last trace's (stored once, in ``traces``): read with the turn.
-_OUTPUT_JOIN = "LEFT JOIN traces o ON o.project_id = r.project_id AND o.trace_id = r.last_trace_id"
+#: A turn's input and output are those of two of its traces (stored once, in ``traces``): read with the turn.
+_TEXT_JOIN = ("LEFT JOIN traces i ON i.project_id = r.project_id AND i.trace_id = r.input_trace_id "
+              "LEFT JOIN traces o ON o.project_id = r.project_id AND o.trace_id = r.last_trace_id")
 _UPDATE = (f"UPDATE turns SET {', '.join(f'{n} = ?' for n in _TURN_FIELDS)} "
            "WHERE project_id = ? AND session_id = ? AND turn_key = ?")
 _DELETE = "DELETE FROM turns WHERE project_id = ? AND session_id = ? AND turn_key = ?"
@@ -142,18 +143,18 @@ class TurnWriter:
 
     def _turns(self, tx: Connection, keys: list[TurnId]) -> dict[TurnId, TurnState]:
         """The stored rows of these turns (locked until commit on PostgreSQL, in key order)."""
-        rows = self._rows(tx, "turns", STORED_TURN_COLUMNS, keys, lock=self._postgres, output=True)
+        rows = self._rows(tx, "turns", STORED_TURN_COLUMNS, keys, lock=self._postgres, text=True)
         return {(s.project_id, s.session_id, s.turn_key): s for s in (TurnState(*row) for row in rows)}
 
     def _traces(self, tx: Connection, keys: list[TurnId]) -> list[TraceState]:
         return [TraceState(*row) for row in self._rows(tx, "traces", TRACE_COLUMNS, keys, lock=False)]
 
     def _rows(self, tx: Connection, table: str, columns: Sequence[str], keys: list[TurnId], *, lock: bool,
-              output: bool = False) -> list[tuple[Any, ...]]:
-        """``columns`` of the ``table`` rows of these turns (an indexed lookup per key); ``output``:
-        then the output of each row's ``last_trace_id`` (turns)."""
-        select_list = ", ".join(f"r.{c}" for c in columns) + (", o.output" if output else "")
-        joined = f" {_OUTPUT_JOIN}" if output else ""
+              text: bool = False) -> list[tuple[Any, ...]]:
+        """``columns`` of the ``table`` rows of these turns (an indexed lookup per key); ``text``:
+        then the input of each row's ``input_trace_id`` and the output of its ``last_trace_id`` (turns)."""
+        select_list = ", ".join(f"r.{c}" for c in columns) + (", i.input, o.output" if text else "")
+        joined = f" {_TEXT_JOIN}" if text else ""
         on = "r.project_id = k.p AND r.session_id = k.s AND r.turn_key = k.t"
         if self._postgres:
             sql = (f"SELECT {select_list} FROM unnest(%s::int[], %s::text[], %s::text[]) AS k(p, s, t) "

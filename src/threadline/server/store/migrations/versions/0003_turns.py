@@ -65,6 +65,9 @@ def upgrade() -> None:
         sa.Column("last_trace_id", sa.String(), nullable=True),
         sa.Column("last_start_ns", sa.BigInteger(), nullable=False),
         sa.Column("output", sa.Text(), nullable=True),
+        # Written by the regrouping below, which runs this version's turn code (the reference that
+        # replaced ``input`` in migration 0013); 0013 adds it to databases regrouped before.
+        sa.Column("input_trace_id", sa.String(), nullable=True),
         sa.PrimaryKeyConstraint("project_id", "session_id", "turn_key", name="pk_turns"),
     )
     op.create_index("ix_turns_session_start", "turns", ["project_id", "session_id", "start_ns"])
