@@ -63,3 +63,22 @@ def test_both_search_plans_agree_with_the_data(store: Store, monkeypatch: pytest
         assert newest_first == sorted(contains[word], reverse=True), word
     assert pages(store, "zeppelin ahoy", "turns") == ["s07"]
     assert pages(store, "refu", "start_time") == sorted(contains["refund"], reverse=True)  # prefix
+
+
+@pytest.mark.parametrize("query", ["order_1234", "ORDER-1234", "order 123", "UNICODE réfund", "snake_case_na"])
+def test_words_joined_by_punctuation_are_found_as_the_tokenizer_splits_them(store: Store, query: str) -> None:
+    """The index knows words, not where they stand: a query's words are the tokenizer's words
+    (``_`` and ``-`` separate), each required, the last a prefix — never a phrase."""
+    texts = {"a": "please check order_1234 and the unicode réfund", "b": "order 999 shipped", "c": "snake_case_name"}
+    records = [SpanRecord(
+        project="p", trace_id=f"{i:032x}", span_id="1" * 16, parent_span_id=None, name="turn", kind="CHAIN",
+        start_ns=1000 * i, end_ns=1000 * i + 5, status="OK", status_message=None, session_id=sid, user_id=None,
+        input=text, output=None, model=None, is_llm=False, prompt_tokens=0, completion_tokens=0, total_tokens=0,
+        cost=0.0, error=None, payload=EMPTY, turn_key=None) for i, (sid, text) in enumerate(sorted(texts.items()), 1)]
+    with store.write() as tx:
+        BatchWriter(store.dialect).write(tx, records, now_ns=1)
+    expected = {"order_1234": {"a"}, "ORDER-1234": {"a"}, "order 123": {"a"}, "UNICODE réfund": {"a"},
+                "snake_case_na": {"c"}}[query]
+    with store.read() as conn:
+        found = {s.session_id for s in list_sessions(conn, "p", SessionFilter(q=query), limit=10).data}
+    assert found == expected

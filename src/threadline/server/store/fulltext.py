@@ -9,6 +9,12 @@ made with the project's row: a search costs what the project's own index holds, 
 project's search stays fast next to a big one (a global index made a one-letter prefix search of a
 3-session project walk every project's matches). On PostgreSQL the generated ``tsvector`` column
 is filtered by the project in the same statement.
+
+A search is every word of the query, the last one as a prefix, in the input or the output: no
+phrases, no columns, no ranking. So the FTS5 tables keep only which traces hold each word
+(``detail=none``: no column or position lists, a quarter of the full index, migration 0015), and
+a query word is what the tokenizer calls a word (letters and digits: ``_`` separates, as in
+``unicode61``), never a phrase of several.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal_
 
 from threadline.server.store import schema as t
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+#: A word as the ``unicode61`` tokenizer sees one: letters and digits (``\w`` without ``_``).
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+#: How a project's FTS5 table is made (migrations 0010 and 0015 make the same).
+FTS5_OPTIONS = "tokenize='unicode61 remove_diacritics 2', detail=none"
 MAX_TERMS = 16
 
 
 class EmptySearch(ValueError):
     """The query has no searchable word (only punctuation or spaces)."""
 
-
-_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
 
 
 def search_table(project_id: int) -> str:
@@ -54,7 +61,7 @@ def create_search_table(tx: Connection, project_id: int) -> None:
         tx.exec_driver_sql(f"CREATE VIEW IF NOT EXISTS {search_source(pid)} AS "
                            f"SELECT id, input, output FROM traces WHERE project_id = {pid}")
         tx.exec_driver_sql(f"CREATE VIRTUAL TABLE IF NOT EXISTS {search_table(pid)} USING fts5(input, output, "
-                           f"content='{search_source(pid)}', content_rowid='id', {_TOKENIZE})")
+                           f"content='{search_source(pid)}', content_rowid='id', {FTS5_OPTIONS})")
 
 
 def drop_search_table(tx: Connection, project_id: int) -> None:
