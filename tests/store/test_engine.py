@@ -121,6 +121,9 @@ def test_the_ingest_writer_checkpoints_the_log_in_the_background(tmp_path: Path)
         assert path.stat().st_size > size_before
         wal = sqlite3.connect(path)
         busy, frames, copied = wal.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        while busy and time.monotonic() < deadline:  # the background checkpoint is still running
+            time.sleep(0.05)
+            busy, frames, copied = wal.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         assert (busy, copied) == (0, frames)
         wal.close()
     finally:
