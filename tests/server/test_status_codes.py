@@ -235,6 +235,21 @@ def test_undecodable_bodies_get_400_with_a_status(limited_server: ServerProcess)
     assert "truncated" not in Api(limited_server.base_url).projects()
 
 
+def test_decoding_in_the_server_process_answers_the_same(
+        db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
+    """``THREADLINE_DECODE_WORKERS=0`` decodes in the request's thread: a body that fails to decode
+    is still a 400 (its buffer, still viewed by the failed decode, is not freed early), a good one
+    is stored, on HTTP with and without a Content-Length."""
+    server = server_factory(db_url, THREADLINE_DECODE_WORKERS="0")
+    url = server.base_url + "/v1/traces"
+    for body in (b"\x0a\x05\x12\x03\x12\x01\xff", b"\x0a\x80\x80\x80\x80\x10"):
+        assert post(url, body).status_code == 400
+        chunked = httpx.post(url, content=iter([body]), headers={"content-type": PROTOBUF}, timeout=30)
+        assert chunked.status_code == 400, chunked.text
+    assert post(url, encode_request(valid_turn("inline", 0)).SerializeToString()).status_code == 200
+    assert "inline" in Api(server.base_url).projects()
+
+
 # --- 413 -------------------------------------------------------------------------------------------
 
 def test_oversize_bodies_get_413(limited_server: ServerProcess) -> None:

@@ -106,7 +106,10 @@ class IngestService:
 
         def body_taken() -> None:
             if ticket is not None and isinstance(body, bytearray):
-                body.clear()  # frees it now, whoever still refers to it
+                try:
+                    body.clear()  # frees it now, whoever still refers to it
+                except BufferError:  # still viewed (decoded in this thread, an error on its way): keep counting it
+                    return
                 ticket.release_bytes()
 
         job_id, committed = self.writer.expect()
