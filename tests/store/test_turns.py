@@ -265,3 +265,31 @@ def test_migration_0014_reads_session_texts_from_their_turns(store: Store) -> No
     assert texts() == before
     write_shuffled(store, spans, 7, 3)
     assert texts() == (expected[0][0], expected[-1][1])
+
+
+def test_a_last_turn_that_moves_to_an_earlier_start_stays_the_sessions_last(store: Store) -> None:
+    """LlamaIndex's chat engine: an LLM child names its turn by its message list before the
+    agent root (which starts earlier, with plain text) arrives and makes the trace its own turn.
+    The session's last turn is then the new one, though it starts before the turn it replaces."""
+    def trace(i: int) -> tuple[SpanRecord, SpanRecord]:
+        messages = [SYSTEM, {"role": "user", "content": f"question {i}"}]
+        child = span(f"{i:032x}", "b" * 16, "a" * 16, 1000 * i + 10,
+                     {**flat("llm.input_messages", messages),
+                      **flat("llm.output_messages", [{"role": "assistant", "content": f"answer {i}"}])},
+                     kind="LLM", tokens=i)
+        root = span(f"{i:032x}", "a" * 16, None, 1000 * i, {"input.value": f"question {i}",
+                                                           "output.value": f"answer {i}"}, kind="AGENT")
+        return child, root
+
+    writer = BatchWriter(store.dialect)
+    for i in (1, 2):
+        child, root = trace(i)
+        for batch in ([child], [root]):  # the child first, as its span ends first
+            with store.write() as tx:
+                writer.write(tx, batch, now_ns=1)
+    assert [(r.turn_key, r.input, r.output) for r in turns_of(store)] == [
+        (f"{i:032x}", f"question {i}", f"answer {i}") for i in (1, 2)]
+    with store.read() as conn:
+        session = conn.execute(t.sessions_with_text()).one()
+    assert (session.first_turn_key, session.last_turn_key, session.last_start_ns) == (f"{1:032x}", f"{2:032x}", 2000)
+    assert (session.first_input, session.last_output) == ("question 1", "answer 2")

@@ -71,6 +71,7 @@ class RollupWriter:
         self._greatest = func.greatest if postgres else func.max
         self._least = func.least if postgres else func.min
         self._session_update = bulk.driver_sql(self._build_session_update())
+        self._session_ends = _session_ends(postgres)
         self._user_update = bulk.driver_sql(self._build_user_update())
         self._project_update = bulk.driver_sql(self._build_project_update())
 
@@ -116,7 +117,13 @@ class RollupWriter:
              "d_now": now_ns}
             for (pid, sid), d in ordered
         ])
+        # A turn that left (its trace moved to another key) may have been the session's first or
+        # last, and the turn replacing it may start on the other side of its start: read them again.
+        lost = sorted({key[:2] for key, new in turn_news.items() if new is None and turn_olds.get(key) is not None})
+        if lost:
+            tx.exec_driver_sql(self._session_ends, [{"b_pid": pid, "b_sid": sid} for pid, sid in lost])
         return _count_by_project(created)
+
 
     def _build_session_update(self) -> Any:
         """Apply one session's deltas; the first / last turn keys follow the earliest / latest turn
@@ -238,3 +245,16 @@ def _count_by_project(created: list[tuple[Any, ...]]) -> dict[int, int]:
     for key in created:
         counts[key[0]] += 1
     return counts
+
+
+def _session_ends(postgres: bool) -> str:
+    """Driver SQL setting one session's first and last turn from its stored turns (in turn order,
+    placeholders without traces left out), for ``{"b_pid", "b_sid"}`` parameters."""
+    pid, sid = ("%(b_pid)s", "%(b_sid)s") if postgres else (":b_pid", ":b_sid")
+    turns = ("FROM turns WHERE turns.project_id = sessions.project_id AND turns.session_id = sessions.session_id "
+             "AND turns.traces > 0 ORDER BY turns.start_ns {0}, turns.turn_key {0} LIMIT 1")
+    first, last = turns.format("ASC"), turns.format("DESC")
+    return (f"UPDATE sessions SET first_turn_key = (SELECT turns.turn_key {first}), "
+            f"last_turn_key = (SELECT turns.turn_key {last}), "
+            f"last_start_ns = coalesce((SELECT turns.start_ns {last}), sessions.last_start_ns) "
+            f"WHERE sessions.project_id = {pid} AND sessions.session_id = {sid}")
