@@ -35,7 +35,6 @@ class HeapTrimmer:
     def __init__(self, every_bytes: int = 16 * 1024 * 1024, min_interval: float = 1.0) -> None:
         self.every_bytes = every_bytes
         self.min_interval = min_interval
-        self.trims = 0
         self._pending = 0
         self._last = 0.0
         self._lock = threading.Lock()
@@ -49,6 +48,5 @@ class HeapTrimmer:
                 return
             self._pending = 0
             self._last = now
-            self.trims += 1
         if _TRIM is not None:
             _TRIM(0)

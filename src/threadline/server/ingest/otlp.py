@@ -393,7 +393,7 @@ def wire_resource_spans(body: Body) -> Iterator[ResourceGroup]:
     merges repeated occurrences of a message field. Raises :class:`DecodeError` for a body that is
     not valid protobuf, as a whole-message parse would, when the walk reaches the fault.
     """
-    view = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+    view = memoryview(body).cast("B")
     for number, start, end in _fields(view, 0, len(view)):
         if number == 1:
             resource = Resource()
