@@ -15,24 +15,55 @@ package; the server lives in ``threadline.server`` (the ``server`` extra).
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
-from threadline.sdk import (
-    ContextAttributesSpanProcessor,
-    ThreadPoolExecutor,
-    register,
-    using_attributes,
-    using_metadata,
-    using_prompt_template,
-    using_session,
-    using_tags,
-    using_user,
-)
+if TYPE_CHECKING:
+    from threadline.sdk import (
+        ContextAttributesSpanProcessor,
+        ThreadPoolExecutor,
+        register,
+        using_attributes,
+        using_metadata,
+        using_prompt_template,
+        using_session,
+        using_tags,
+        using_user,
+    )
 
-try:
-    __version__: str = _metadata.version("threadline")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+    __version__: str
+
+#: The SDK's names, imported on first use: the server's processes import ``threadline.server``
+#: (and so this package) without ever using the SDK, and the OpenTelemetry SDK it loads costs each
+#: process about 10 MB of memory.
+_SDK_NAMES = frozenset({
+    "ContextAttributesSpanProcessor", "ThreadPoolExecutor", "register", "using_attributes", "using_metadata",
+    "using_prompt_template", "using_session", "using_tags", "using_user",
+})
+
+
+def __getattr__(name: str) -> Any:
+    """The SDK's names and ``__version__``, loaded when first asked for."""
+    if name in _SDK_NAMES:
+        from threadline import sdk
+
+        value = getattr(sdk, name)
+    elif name == "__version__":
+        from importlib import metadata
+
+        try:
+            value = metadata.version("threadline")
+        except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+            value = "0.0.0+unknown"
+    else:
+        raise AttributeError(f"module 'threadline' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """What ``dir(threadline)`` shows: the names loaded on first use too."""
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ContextAttributesSpanProcessor",

@@ -7,13 +7,16 @@ import socket
 import struct
 import threading
 import time
-from multiprocessing import AuthenticationError
+from multiprocessing import AuthenticationError, Pipe
 from multiprocessing.connection import Connection, answer_challenge, wait
 from pathlib import Path
 
 import pytest
 
+from threadline.server.ingest import messages
 from threadline.server.ingest.handoff import JobListener, JobReader, JobSender, WriterAddress, WriterUnreachable
+from threadline.server.ingest.writer_process import CommitLoop, WriterConfig
+from threadline.server.store.engine import open_store
 from threadline.server.store.payload import encode_span
 from threadline.server.store.records import SpanRecord, pack_records
 
@@ -242,3 +245,63 @@ def test_the_key_never_crosses_the_socket(tmp_path: Path) -> None:
         assert writer_address.key.hex().encode() not in seen
     relay.close()
     listener.close()
+
+
+def test_a_buffer_grown_for_a_large_message_is_let_go_once_done_with() -> None:
+    ours, theirs = Pipe(duplex=True)
+    reader = messages.MessageReader(ours)
+    small, large = b"s" * 1000, bytes(range(256)) * (messages.MessageReader.KEEP_BYTES // 256 + 4096)
+    def send() -> None:
+        for message in (small, large, small):
+            theirs.send_bytes(message)
+
+    sending = threading.Thread(target=send)
+    sending.start()
+    kept = reader.held
+    assert reader.read() == small
+    reader.done()
+    assert reader.held == kept  # a small buffer is reused
+    view = reader.read()
+    assert reader.held >= len(large)
+    reader.done()
+    assert reader.held == kept  # the large one is not kept for the next message ...
+    assert view == large  # ... and what still refers to it stays readable
+    del view
+    assert reader.read() == small
+    sending.join()
+    ours.close()
+    theirs.close()
+
+
+def test_the_writer_stops_a_group_at_its_byte_bound(tmp_path: Path) -> None:
+    address = WriterAddress.new(str(tmp_path))
+    listener = JobListener(address)
+    store = open_store(f"sqlite:///{tmp_path / 'w.db'}", ingest_writer=True)
+    control, _control_end = Pipe(duplex=False)
+    _acks_end, acks = Pipe(duplex=False)
+    config = WriterConfig(database_url="", sqlite_synchronous="FULL", commit_max_spans=1_000_000,
+                          commit_linger_seconds=0.0, log_level="warning")
+    loop = CommitLoop(config, store, listener, control, acks, None)
+    sender = JobSender(address)
+    jobs = [(i, records(40, "x" * 300)) for i in range(1, 6)]  # 5 × ~20 KB: within any socket buffer
+    sizes = [len(pack_records(r)) for _, r in jobs]
+    loop.COMMIT_MAX_BYTES = sizes[0] * 2 + 1  # three jobs reach it, two do not
+    def send() -> None:
+        for job_id, job_records in jobs:
+            sender.send(job_id, pack_records(job_records))
+
+    sending = threading.Thread(target=send)
+    sending.start()
+    client = accept_one(listener)
+    assert client is not None
+    loop.clients[client] = JobReader(client)
+    sending.join()  # all five are in the socket's buffer: the writer could take them in one group
+    try:
+        assert [job.job_id for job in loop._gather()] == [1, 2, 3]
+        assert [job.job_id for job in loop._gather()] == [4, 5]
+    finally:
+        loop._acknowledger.stop()
+        sender.close()
+        client.close()
+        listener.close()
+        store.dispose()

@@ -138,11 +138,14 @@ def _serve(conn: Connection, setup: DecodeSetup) -> None:
         except Exception as exc:  # a bug: report it, keep serving
             log.exception("decoding request %d failed", request.job_id)
             answer = DecodeAnswer.of_error(WorkerFailed(f"{exc.__class__.__name__}: {exc}"))
+        size = len(body)
+        del body
+        reader.done()
         try:
             conn.send_bytes(_ENCODER.encode(answer))
         except OSError:
             break
-        trimmer.processed(len(body))
+        trimmer.processed(size)
     sender.close()
 
 

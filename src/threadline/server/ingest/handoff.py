@@ -112,7 +112,7 @@ class JobSender:
             time.sleep(delay)  # it is starting or restarting
             delay = min(delay * 2, 0.5)
 
-    def send(self, job_id: int, payload: bytes) -> None:
+    def send(self, job_id: int, payload: bytes | bytearray) -> None:
         """Hand one job to the writer (blocks while the writer's buffer is full)."""
         header = _JOB_ID.pack(job_id)
         with self._lock:
@@ -268,7 +268,10 @@ class JobReader:
                 return None
             (job_id,) = _JOB_ID.unpack(header)
             payload = self._reader.read()
-            return Job(job_id, unpack_records(payload), len(payload))  # copied out of the reused buffer
+            job = Job(job_id, unpack_records(payload), len(payload))  # copied out of the reused buffer
+            del payload
+            self._reader.done()
+            return job
         except (EOFError, OSError):
             return None
         except msgspec.DecodeError as exc:  # a decode process would never send this: a bug

@@ -85,8 +85,13 @@ class MessageReader:
     and then copy it (a second request-sized allocation per message, up to the 32 MiB cap).
     """
 
+    #: A buffer grown past this is let go once its message is done with (:meth:`done`): an
+    #: occasional 20 MB request does not keep 20 MB resident in every process it went through.
+    KEEP_BYTES = 4 * 1024 * 1024
+
     def __init__(self, conn: Connection, size: int = 64 * 1024) -> None:
         self.conn = conn
+        self._size = size
         self._buffer = bytearray(size)
         self._header = bytearray(_LONG_LENGTH.size)
 
@@ -105,3 +110,14 @@ class MessageReader:
         view = memoryview(self._buffer)[:size]
         _fill(fd, view)
         return view
+
+    @property
+    def held(self) -> int:
+        """Bytes of the buffer kept for the next message."""
+        return len(self._buffer)
+
+    def done(self) -> None:
+        """The last message is no longer used: a buffer larger than :attr:`KEEP_BYTES` is freed
+        (the next large message allocates one again, a millisecond per 10 MB)."""
+        if len(self._buffer) > self.KEEP_BYTES:
+            self._buffer = bytearray(self._size)

@@ -7,7 +7,7 @@ straight to the writer process (:mod:`.handoff`); the caller gets a :class:`Prep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from threadline.server.ingest.otlp import (
     decode_spans,
     decompress,
 )
-from threadline.server.store.records import SpanRecord, pack_records
+from threadline.server.store.records import RecordPacker, SpanRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +43,45 @@ def prepare(
     ``allowed_projects``: the projects the sender's API key may write to (``None``: any); a span
     of another project refuses the whole request. Raises the ``otlp`` errors.
     """
-    raw = decompress(body, content_encoding, limits.max_decompressed_bytes)
     outcome = DecodedRequest(spans=[])
-    records = []
+    records = list(_records(body, media, content_encoding, project_header, limits, max_text_chars, allowed_projects,
+                            outcome))
+    return records, outcome.rejected, outcome.error_message()
+
+
+def _records(
+    body: Body, media: str, content_encoding: str | None, project_header: str | None, limits: Limits,
+    max_text_chars: int, allowed_projects: frozenset[str] | None, outcome: DecodedRequest,
+) -> Iterator[SpanRecord]:
+    """The records of one request, each made as its span is decoded; rejected spans are counted
+    in ``outcome``."""
+    raw = decompress(body, content_encoding, limits.max_decompressed_bytes)
     # Each span is normalized as soon as it is decoded, so its decoded attributes are garbage before
     # the next one is: the process holds one request's stored form, not its decoded form as well.
     for span in decode_spans(raw, media, outcome, project_header=project_header, limits=limits):
         if allowed_projects is not None and span.project not in allowed_projects:
             raise ProjectNotAllowed(f"this API key may not send spans to project {span.project!r}; "
                                     "nothing was stored")
-        records.append(normalize(span, max_text_chars=max_text_chars))
-    return records, outcome.rejected, outcome.error_message()
+        yield normalize(span, max_text_chars=max_text_chars)
 
 
 def prepare_and_hand_over(
     sender: JobSender, job_id: int, body: Body, media: str, content_encoding: str | None,
     project_header: str | None, limits: Limits, max_text_chars: int, allowed_projects: frozenset[str] | None = None,
 ) -> Prepared:
-    """:func:`prepare` one request and hand its records to the writer as job ``job_id``."""
-    records, rejected, message = prepare(body, media, content_encoding, project_header, limits, max_text_chars,
-                                         allowed_projects)
-    if records:
-        sender.send(job_id, pack_records(records))
-    return Prepared(len(records), rejected, message)
+    """:func:`prepare` one request and hand its records to the writer as job ``job_id``.
+
+    Each record is packed as soon as it is made (:class:`RecordPacker`): the request's records
+    are never held as objects all at once.
+    """
+    outcome = DecodedRequest(spans=[])
+    packer = RecordPacker()
+    for record in _records(body, media, content_encoding, project_header, limits, max_text_chars, allowed_projects,
+                           outcome):
+        packer.add(record)
+    if packer.count:
+        sender.send(job_id, packer.packed())
+    return Prepared(packer.count, outcome.rejected, outcome.error_message())
 
 
 class Preparer(Protocol):

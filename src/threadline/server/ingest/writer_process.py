@@ -139,6 +139,10 @@ class CommitLoop:
 
     #: Refresh the planner's statistics (SQLite ``PRAGMA optimize``) every this many commits.
     OPTIMIZE_EVERY = 2000
+    #: A group stops growing once its records crossed in this many bytes (packed), whatever
+    #: ``commit_max_spans`` allows: the writer holds one group's records until its commit, and a
+    #: few large requests (4,000 chat spans pack into ~6 MB) would otherwise make one group.
+    COMMIT_MAX_BYTES = 4 * 1024 * 1024
 
     def __init__(self, config: WriterConfig, store: Store, listener: JobListener, control: Connection,
                  acks: Connection, incoming: ctypes.c_int | None) -> None:
@@ -173,9 +177,9 @@ class CommitLoop:
         requests are being decoded so they share this transaction (one fsync) instead of each
         paying for one."""
         group: list[Job] = []
-        size = 0
+        size = nbytes = 0
         linger_until = 0.0
-        while size < self.config.commit_max_spans:
+        while size < self.config.commit_max_spans and nbytes < self.COMMIT_MAX_BYTES:
             if not group:
                 timeout: float | None = 0.0 if self._stopping else None
             elif self.incoming is not None and self.incoming.value > 0:
@@ -207,6 +211,7 @@ class CommitLoop:
                         linger_until = time.monotonic() + self.config.commit_linger_seconds
                     group.append(job)
                     size += job.spans
+                    nbytes += job.nbytes
         return group
 
     def _on_control(self) -> None:

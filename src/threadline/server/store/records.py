@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 import msgspec
@@ -76,6 +77,36 @@ def pack_records(records: list[SpanRecord]) -> bytes:
     receives.
     """
     return _ENCODER.encode(records)
+
+
+#: A MessagePack ``array 32`` header: its count is written once the last record is packed.
+_ARRAY32 = struct.Struct(">BI")
+_ARRAY32_TYPE = 0xDD
+
+
+class RecordPacker:
+    """Packs records one at a time, as a decode process makes them, into what
+    :func:`pack_records` makes of the whole list (a MessagePack array of records).
+
+    The records of a request never exist together: each is packed as soon as it is made, so a
+    decode process holds the packed bytes of a large request, not those and its records too
+    (about 10 MB of records for a 4,000-span request of 20 MB).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(_ARRAY32.pack(_ARRAY32_TYPE, 0))
+        #: How many records have been packed.
+        self.count = 0
+
+    def add(self, record: SpanRecord) -> None:
+        """Append one record."""
+        _ENCODER.encode_into(record, self._buffer, -1)
+        self.count += 1
+
+    def packed(self) -> bytearray:
+        """The packed records (:func:`unpack_records` reads them); the packer is done."""
+        _ARRAY32.pack_into(self._buffer, 0, _ARRAY32_TYPE, self.count)
+        return self._buffer
 
 
 def unpack_records(packed: bytes | bytearray | memoryview) -> list[SpanRecord]:
