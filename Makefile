@@ -35,11 +35,14 @@ serve: $(SERVER_STAMP)
 demo: $(SERVER_STAMP)
 	$(BIN)/threadline demo
 
-## system-deps: Debian packages the tests need (chromium for the browser tests)
+## system-deps: Debian packages the tests need (chromium for the browser tests, iproute2's ss, nodejs)
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian chromium (browser tests)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v ss >/dev/null 2>&1 || { \
+	  echo "installing Debian iproute2 (ss: socket queues in the overload tests)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 	@command -v node >/dev/null 2>&1 || { \
 	  echo "installing Debian nodejs and npm (JavaScript SDK test)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }

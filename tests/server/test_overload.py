@@ -127,9 +127,9 @@ def test_a_stalled_writer_gets_503_in_time_and_loses_nothing(pressured: ServerPr
     assert post(pressured, body).status_code == 200, "ingest recovers once the writer runs again"
 
 
-def test_a_body_stops_counting_once_a_decode_process_has_it(
+def test_a_body_stops_counting_once_it_is_decoded(
         db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
-    """The bytes budget counts the bodies the server process holds: once a decode process has a
+    """The bytes budget counts bodies until they are decoded: once a decode process is done with a
     request's body, the next request is admitted even while the first waits for its commit."""
     bodies = [body_of("handed", n) for n in range(2)]
     sizes = sorted(len(body) for body, _ in bodies)
@@ -137,6 +137,8 @@ def test_a_body_stops_counting_once_a_decode_process_has_it(
     server = server_factory(db_url, THREADLINE_INGEST_MAX_PENDING_BYTES=str(budget),
                             THREADLINE_INGEST_MAX_WAIT_SECONDS="30")
     writer, _ = ingest_processes(server)
+    # The decode process connects to the writer on its first request: before the writer stops.
+    assert post(server, body_of("handed", 99)[0]).status_code == 200
     deadline = time.monotonic() + 20
 
     def until_admitted(body: bytes) -> list[str]:
@@ -164,6 +166,47 @@ def test_a_body_stops_counting_once_a_decode_process_has_it(
     while time.monotonic() < deadline and not api.span_ids("handed") >= everything:
         time.sleep(0.1)
     assert api.span_ids("handed") >= everything
+
+
+def queued_bytes(pids: list[int]) -> int:
+    """Bytes waiting to be read on the Unix sockets of ``pids`` (``ss``'s Recv-Q)."""
+    listing = subprocess.run(["ss", "-x", "-p", "-n"], capture_output=True, text=True, check=True).stdout
+    waiting = 0
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if any(f"pid={pid}," in line for pid in pids) and fields[2].isdigit():
+            waiting += int(fields[2])
+    return waiting
+
+
+def test_a_body_counts_while_a_decode_process_holds_it(
+        db_url: str, server_factory: Callable[..., ServerProcess]) -> None:
+    """Bodies in the decode processes count against the bytes budget too, so it bounds the memory
+    of bodies whatever the number of decode processes: with both decode processes stopped and one
+    request's body handed to one of them, a second request finds no room (503 at once) although
+    the other decode process would take it."""
+    (first, first_ids), (second, second_ids) = body_of("held", 0), body_of("held", 1)
+    budget = max(len(first), len(second)) + min(len(first), len(second)) // 2  # room for one body, not two
+    server = server_factory(db_url, THREADLINE_DECODE_WORKERS="2", THREADLINE_INGEST_MAX_PENDING_BYTES=str(budget),
+                            THREADLINE_INGEST_MAX_WAIT_SECONDS="30", THREADLINE_RETRY_AFTER_SECONDS="1")
+    _, decoders = ingest_processes(server)
+    assert len(decoders) == 2
+    with ThreadPoolExecutor(1) as pool:
+        with stopped(decoders[0]), stopped(decoders[1]):
+            answer = pool.submit(post, server, first, 60)
+            deadline = time.monotonic() + 20
+            while queued_bytes(decoders) < len(first):  # the first body waits in a decode process's socket
+                assert time.monotonic() < deadline, "the first body never reached a decode process"
+                assert not answer.done(), answer.result().text
+                time.sleep(0.02)
+            refused = post(server, second, timeout=10)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers.get("retry-after") == "1"
+            assert b"bytes" in refused.content  # the budget refused it, not the wait for a decode process
+        assert answer.result().status_code == 200
+    assert post(server, second).status_code == 200
+    api = Api(server.base_url)
+    assert api.span_ids("held") >= first_ids | second_ids
 
 
 def test_healthz_answers_while_ingest_is_saturated(pressured: ServerProcess) -> None:

@@ -108,8 +108,9 @@ class Settings(BaseSettings):
     )
     decode_workers: int = Field(
         default=-1, ge=-1,
-        description="Decode processes (inflate, decode, normalize) beside the server process and the writer "
-        "process. -1: one per CPU beyond the first (at least one); 0: decode in the server process.",
+        description="Decode processes (inflate, decode, normalize, compress) beside the server process and the "
+        "writer process. -1: one per CPU beyond the first, and two on two CPUs (one on one CPU); 0: decode in the "
+        "server process.",
     )
     retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503 responses.")
     ingest_max_pending_requests: int = Field(
@@ -120,10 +121,11 @@ class Settings(BaseSettings):
     )
     ingest_max_pending_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024,
-        description="Request bodies (as sent) the server process holds at once, waiting for a decode process, in "
-        "bytes (a body stops counting once a decode process has it); a request that would exceed it gets 503 + "
-        "Retry-After before its body is read. Bounds the server's memory. A single body larger than this is "
-        "admitted when no other waits.",
+        description="Request bodies (as sent) the server process and the decode processes hold at once, waiting "
+        "for or in a decode process, in bytes (a body stops counting once it is decoded, before its commit); a "
+        "request that would exceed it gets 503 + Retry-After before its body is read. Bounds the memory request "
+        "bodies take, whatever the number of decode processes. A single body larger than this is admitted when "
+        "no other waits.",
     )
     ingest_max_wait_seconds: float = Field(
         default=4.0, gt=0,
@@ -211,7 +213,14 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home / 'threadline.db'}"
 
     def effective_decode_workers(self) -> int:
-        """Number of decode processes to start (resolves ``-1``)."""
+        """Number of decode processes to start (resolves ``-1``).
+
+        Decoding is the longest stage of ingest (about twice the writer's CPU per span): with one
+        decode process on two CPUs, the decode process is the bottleneck while the other CPU idles
+        part of the time, so two CPUs get two (docs/performance.md); beyond that, one per CPU
+        beyond the first leaves a CPU to the server process and the writer.
+        """
         if self.decode_workers >= 0:
             return self.decode_workers
-        return max(1, (os.cpu_count() or 1) - 1)
+        cpus = os.cpu_count() or 1
+        return 1 if cpus == 1 else max(2, cpus - 1)

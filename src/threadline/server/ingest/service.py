@@ -13,6 +13,7 @@ Three kinds of processes share the work: the server process (HTTP and gRPC), dec
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -97,20 +98,21 @@ class IngestService:
         another project refuses the request (``otlp.ProjectNotAllowed``). ``admitted_at``
         (``time.monotonic()`` at admission): the wait for a decode process is bounded by what
         remains of ``ingest_max_wait_seconds`` since then. ``ticket``: the request's admission,
-        when ``body`` is a ``bytearray`` this call may take over: it is emptied, and its bytes
-        given back to admission, as soon as a decode process has it (the server process then holds
-        only bodies waiting to be decoded, not those being decoded or committed).
+        when ``body`` is a ``bytearray`` this call may take over: it is emptied as soon as a decode
+        process has it (the server process then holds only bodies waiting to be decoded), and its
+        bytes are given back to admission once the decode process is done with it. The budget so
+        bounds the bodies held by the server process and the decode processes together, not those
+        waiting for their commit (the writer holds their packed records, bounded by its own queue).
         """
         waited = time.monotonic() - admitted_at if admitted_at is not None else 0.0
         self.trimmer.processed(len(body))  # trims what earlier requests left, before this one decodes
 
         def body_taken() -> None:
             if ticket is not None and isinstance(body, bytearray):
-                try:
-                    body.clear()  # frees it now, whoever still refers to it
-                except BufferError:  # still viewed (decoded in this thread, an error on its way): keep counting it
-                    return
-                ticket.release_bytes()
+                # Frees it now, whoever still refers to it; unless still viewed (decoded in this
+                # thread, an error on its way).
+                with contextlib.suppress(BufferError):
+                    body.clear()
 
         job_id, committed = self.writer.expect()
         try:
@@ -123,6 +125,8 @@ class IngestService:
         except BaseException:
             self.writer.forget(job_id)
             raise
+        if ticket is not None:
+            ticket.release_bytes()  # decoded: the body is gone from every process
         if not prepared.spans:
             self.writer.forget(job_id)
         else:
