@@ -26,7 +26,7 @@ from threadline.server.ingest.normalize import normalize
 from threadline.server.ingest.otlp import PROTOBUF, Limits, decode_request
 from threadline.server.ingest.prepare import prepare
 from threadline.server.store.engine import open_store
-from threadline.server.store.records import SpanRecord, pack_records, unpack_records
+from threadline.server.store.records import RecordPacker, SpanRecord, unpack_records
 from threadline.server.store.write import BatchWriter
 
 
@@ -34,6 +34,14 @@ def _timed(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+def _packed(records: list[SpanRecord]) -> bytearray:
+    """One request's records packed as a decode process packs them: each as it is made."""
+    packer = RecordPacker()
+    for record in records:
+        packer.add(record)
+    return packer.packed()
 
 
 def _write(url: str, groups: list[list[SpanRecord]]) -> float:
@@ -69,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
                                    for b in bodies])))
     stages.append(("Threadline normalize", _timed(lambda: [[normalize(s) for s in spans] for spans in decoded])))
     records = [prepare(b, PROTOBUF, None, "bench", limits, 32 * 1024)[0] for b in bodies]
-    stages.append(("pack records (decode process)", _timed(lambda: [pack_records(r) for r in records])))
-    packed = [pack_records(r) for r in records]
+    stages.append(("pack records (decode process, RecordPacker)", _timed(lambda: [_packed(r) for r in records])))
+    packed = [_packed(r) for r in records]
     stages.append(("unpack records (writer process)", _timed(lambda: [unpack_records(p) for p in packed])))
     per_request = [unpack_records(p) for p in packed]
     grouped: list[list[SpanRecord]] = []

@@ -52,6 +52,7 @@ _PARAMETERS = zstandard.ZstdCompressionParameters.from_level(
 _DICTIONARY = zstandard.ZstdCompressionDict(DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
 _DICTIONARY.precompute_compress(compression_params=_PARAMETERS)  # once: every compressor shares it
 _SEP = "\x00"
+_BSEP = b"\x00"
 _SECTIONS = 7
 
 
@@ -138,14 +139,20 @@ def encode_span(input: str | None, output: str | None, detail: str | None, event
             attributes[input_key] = 0
         if output_key is not None:
             attributes[output_key] = 0
-    attributes_json = orjson.dumps(attributes, default=str).decode()
-    return encode_body(SpanPayload(input, output, detail, events_json, attributes_json, input_key, output_key))
+    # The attributes stay the bytes orjson wrote (UTF-8): the body is joined as bytes, so the
+    # largest section is never decoded to a str and encoded back.
+    head = _SEP.join((output or "", detail or "", input or "", input_key or "", output_key or "", events_json))
+    return _stored(_BSEP.join((head.encode(), orjson.dumps(attributes, default=str))))
 
 
 def encode_body(payload: SpanPayload) -> bytes:
     """The stored bytes of ``payload`` whose values are already stored once (see :func:`encode_span`)."""
-    body = _SEP.join((payload.output or "", payload.detail or "", payload.input or "", payload.input_key or "",
-                      payload.output_key or "", payload.events_json, payload.attributes_json)).encode()
+    return _stored(_SEP.join((payload.output or "", payload.detail or "", payload.input or "", payload.input_key or "",
+                              payload.output_key or "", payload.events_json, payload.attributes_json)).encode())
+
+
+def _stored(body: bytes) -> bytes:
+    """``body`` (the sections joined, UTF-8) as stored: compressed when large and smaller for it."""
     if len(body) >= COMPRESS_AT:
         frame = _codecs.compressor.compress(body)
         if len(frame) < len(body):
