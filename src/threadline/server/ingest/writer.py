@@ -67,6 +67,8 @@ DIRECTORY_PREFIX = "threadline-writer-"
 _OWNER_FILE = "owner.pid"
 #: The write rate is measured over the commits of this many seconds.
 RATE_WINDOW_SECONDS = 10.0
+#: Least busy time a rate is taken over (a group answered within microseconds of its hand-over).
+MIN_BUSY_SECONDS = 0.01
 
 
 def remove_stale_directories(temp_dir: str | None = None) -> int:
@@ -123,7 +125,10 @@ class SpanWriter:
         self._lock = threading.Lock()  # pending jobs, queued spans, the process and its pipes
         self._pending: dict[int, tuple[Future[None], int]] = {}
         self._handed_at: dict[int, float] = {}  # when each queued job was handed over (monotonic)
-        self._commits: collections.deque[tuple[float, int]] = collections.deque()  # (when, spans) answered
+        # (when, spans, seconds the writer worked on them) of each answer: the write rate is taken
+        # over the time the writer was busy, not the time since its first commit.
+        self._commits: collections.deque[tuple[float, int, float]] = collections.deque()
+        self._last_answer = 0.0
         self._queued_spans = 0
         self._ids = itertools.count(1)
         self._stopping = False
@@ -201,8 +206,12 @@ class SpanWriter:
     def backlog_seconds(self) -> float:
         """How long the spans handed over and not yet committed should take to commit.
 
-        The queued spans over the write rate of the last :data:`RATE_WINDOW_SECONDS`, and at least
-        the age of the oldest queued job (which a stalled writer grows without bound).
+        The queued spans over the writer's rate while busy in the last :data:`RATE_WINDOW_SECONDS`
+        (spans answered over the time from each group's hand-over, or the previous answer if
+        later, to its answer), and at least the age of the oldest queued job (which a stalled
+        writer grows without bound). Busy time, not elapsed time: after a quiet minute, or in the
+        first second after start, a burst is measured against what the writer can do, not
+        against the little it was given.
         """
         now = time.monotonic()
         with self._lock:
@@ -213,8 +222,9 @@ class SpanWriter:
                 self._commits.popleft()
             if not self._commits:
                 return oldest
-            committed = sum(spans for _, spans in self._commits)
-            rate = committed / max(1.0, now - self._commits[0][0])
+            committed = sum(spans for _, spans, _ in self._commits)
+            busy = sum(seconds for _, _, seconds in self._commits)
+            rate = committed / max(busy, MIN_BUSY_SECONDS)
             return max(oldest, self._queued_spans / rate)
     def expect(self) -> tuple[int, Future[None]]:
         """Register a job about to be decoded and handed over: its id and the future of its commit.
@@ -299,15 +309,18 @@ class SpanWriter:
         done = []
         with self._lock:
             spans = 0
+            now = time.monotonic()
+            handed = now
             for job_id in job_ids:
                 entry = self._pending.pop(job_id, None)
-                self._handed_at.pop(job_id, None)
+                handed = min(handed, self._handed_at.pop(job_id, now))
                 if entry is not None:
                     done.append(entry[0])
                     self._queued_spans -= entry[1]
                     spans += entry[1]
             if spans:
-                self._commits.append((time.monotonic(), spans))
+                self._commits.append((now, spans, now - max(handed, self._last_answer)))
+            self._last_answer = now
         for future in done:
             if error is None:
                 future.set_result(None)
