@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     decode_workers: int = Field(
         default=-1, ge=-1,
         description="Decode processes (inflate, decode, normalize, compress) beside the server process and the "
-        "writer process. -1: one per CPU beyond the first, and two on two CPUs (one on one CPU); 0: decode in the "
-        "server process.",
+        "writer process. -1: one per CPU beyond the first (at least one), and two on two CPUs with SQLite; 0: "
+        "decode in the server process.",
     )
     retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After sent with 503 responses.")
     ingest_max_pending_requests: int = Field(
@@ -215,12 +215,16 @@ class Settings(BaseSettings):
     def effective_decode_workers(self) -> int:
         """Number of decode processes to start (resolves ``-1``).
 
-        Decoding is the longest stage of ingest (about twice the writer's CPU per span): with one
-        decode process on two CPUs, the decode process is the bottleneck while the other CPU idles
-        part of the time, so two CPUs get two (docs/performance.md); beyond that, one per CPU
-        beyond the first leaves a CPU to the server process and the writer.
+        One per CPU beyond the first leaves a CPU to the server process and the writer. With
+        SQLite on two CPUs that is one, and decoding, the longest stage of ingest (about twice the
+        writer's CPU per span), is then the bottleneck while the other CPU idles part of the time:
+        two decode processes ingest ~18 % more there. With PostgreSQL the database's own processes
+        need that CPU (two were ~7 % slower with PostgreSQL on the same two CPUs; see
+        docs/performance.md).
         """
         if self.decode_workers >= 0:
             return self.decode_workers
         cpus = os.cpu_count() or 1
-        return 1 if cpus == 1 else max(2, cpus - 1)
+        if cpus == 2 and self.resolved_database_url.startswith("sqlite"):
+            return 2
+        return max(1, cpus - 1)
